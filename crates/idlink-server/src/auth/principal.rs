@@ -1,0 +1,69 @@
+//! The caller: a verified bearer token, extracted before any handler runs.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::tokens::AccessClaims;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// A caller whose Management API token verified.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Arc<AccessClaims>);
+
+impl Principal {
+    /// The token's claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.0
+    }
+
+    /// Requires one of `scopes`.
+    pub fn require_any(&self, scopes: &'static [&'static str]) -> Result<()> {
+        if scopes.iter().any(|s| self.0.has_scope(s)) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientScope(scopes))
+        }
+    }
+
+    /// Authorizes acting on `user_id` with `scopes = [any_user_scope, own_scope]`: the
+    /// first acts on every user, the second only on the token's own `sub`.
+    pub fn authorize_on(&self, user_id: &str, scopes: &'static [&'static str; 2]) -> Result<()> {
+        let [any_user, own] = *scopes;
+        if self.0.has_scope(any_user) {
+            Ok(())
+        } else if self.0.has_scope(own) {
+            if self.0.sub == user_id {
+                Ok(())
+            } else {
+                Err(Error::UnownedResource)
+            }
+        } else {
+            Err(Error::InsufficientScope(scopes))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(Error::MissingAuthentication)?;
+        let value = header
+            .to_str()
+            .map_err(|_| Error::InvalidToken("Bad HTTP authentication header format"))?;
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(Error::InvalidToken("Bad HTTP authentication header format"))?;
+        state.tokens.verify_access(token).await.map(Principal)
+    }
+}

@@ -1,0 +1,228 @@
+//! Server configuration: command-line flags and environment (parsed by the binary)
+//! plus an optional TOML file for the tenant (domain, token lifetimes, connections,
+//! clients, rate limits).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ratelimit::RateLimit;
+
+/// The default database: a file beside the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://idlink.db";
+/// The default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// The database connection every tenant starts with.
+pub const DEFAULT_DATABASE_CONNECTION: &str = "Username-Password-Authentication";
+/// The social connections every tenant starts with, named as their strategies.
+pub const DEFAULT_SOCIAL_CONNECTIONS: &[&str] = &[
+    "google-oauth2",
+    "github",
+    "facebook",
+    "apple",
+    "windowslive",
+    "twitter",
+    "linkedin",
+];
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// `sqlite://PATH` (created if missing).
+    pub database_url: String,
+    /// The URL clients reach this server at; the token issuer is `{public_url}/`.
+    /// Defaults to `https://{domain}` when a domain is set, else `http://{bind}`.
+    pub public_url: Option<String>,
+    /// Pinned admin client credentials (`IDLINK_ADMIN_CLIENT_ID` / `_SECRET`).
+    pub admin_client_id: Option<String>,
+    pub admin_client_secret: Option<String>,
+    /// Where generated admin credentials are written (mode 0600). Defaults to
+    /// `idlink-credentials.json` beside a SQLite database file.
+    pub credentials_file: Option<PathBuf>,
+    /// Print generated admin credentials on start-up.
+    pub print_credentials: bool,
+    /// The tenant, from the config file.
+    pub tenant: TenantConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            public_url: None,
+            admin_client_id: None,
+            admin_client_secret: None,
+            credentials_file: None,
+            print_credentials: true,
+            tenant: TenantConfig::default(),
+        }
+    }
+}
+
+/// The config file (TOML). Every key is optional.
+///
+/// ```toml
+/// domain = "dev-tenant.example.com"
+/// rate_limit = "enterprise"        # free | enterprise | off | "BURST/RATE_PER_SECOND"
+///
+/// [tokens]
+/// access_token_lifetime = 86400    # seconds
+/// id_token_lifetime = 36000
+///
+/// [[connections]]
+/// name = "corp-users"
+/// strategy = "auth0"
+///
+/// [[clients]]
+/// name = "My SPA"
+/// client_id = "spa-client"
+/// client_secret = "…"              # omit for a public client
+/// grant_types = ["password", "http://auth0.com/oauth/grant-type/password-realm"]
+/// scopes = ["read:users"]
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's domain, e.g. `dev-tenant.example.com`; sets the API audience host.
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// Management API rate limit; see [`RateLimit`].
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Token lifetimes, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "default_access_lifetime")]
+    pub access_token_lifetime: i64,
+    #[serde(default = "default_id_lifetime")]
+    pub id_token_lifetime: i64,
+}
+
+fn default_access_lifetime() -> i64 {
+    86_400
+}
+fn default_id_lifetime() -> i64 {
+    36_000
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: default_access_lifetime(),
+            id_token_lifetime: default_id_lifetime(),
+        }
+    }
+}
+
+/// An extra connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub name: String,
+    /// `auth0` for a database connection, else the provider (`google-oauth2`, `oidc`, …).
+    pub strategy: String,
+}
+
+/// An extra client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub client_id: String,
+    /// Omit for a public client (no secret; password grants only).
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl TenantConfig {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+}
+
+impl Config {
+    /// The SQLite file behind `database_url`, if it is one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// Where generated credentials go.
+    pub fn credentials_path(&self) -> Option<PathBuf> {
+        self.credentials_file.clone().or_else(|| {
+            let db = self.sqlite_path()?;
+            Some(
+                db.parent()
+                    .unwrap_or_else(|| Path::new(""))
+                    .join("idlink-credentials.json"),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        let mut config = Config::default();
+        assert_eq!(config.sqlite_path(), Some(PathBuf::from("idlink.db")));
+        assert_eq!(
+            config.credentials_path(),
+            Some(PathBuf::from("idlink-credentials.json"))
+        );
+        config.database_url = "sqlite:///var/lib/idlink/data.db?mode=rwc".into();
+        assert_eq!(
+            config.sqlite_path(),
+            Some(PathBuf::from("/var/lib/idlink/data.db"))
+        );
+        assert_eq!(
+            config.credentials_path(),
+            Some(PathBuf::from("/var/lib/idlink/idlink-credentials.json"))
+        );
+    }
+
+    #[test]
+    fn config_file_parses() {
+        let file: TenantConfig = toml::from_str(
+            r#"
+            domain = "t.example.com"
+            rate_limit = "free"
+            [tokens]
+            access_token_lifetime = 60
+            [[connections]]
+            name = "corp"
+            strategy = "auth0"
+            [[clients]]
+            name = "spa"
+            client_id = "spa"
+            grant_types = ["password"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.tokens.access_token_lifetime, 60);
+        assert_eq!(file.tokens.id_token_lifetime, 36_000);
+        assert_eq!(file.connections[0].strategy, "auth0");
+        assert!(file.clients[0].client_secret.is_none());
+        assert!(toml::from_str::<TenantConfig>("bogus = 1").is_err());
+    }
+}

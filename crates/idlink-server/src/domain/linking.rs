@@ -1,0 +1,258 @@
+//! The linking rules, as pure functions: given the users as they are inside the
+//! transaction, decide what changes (or which error the request gets). The store applies
+//! the plan; nothing here does I/O.
+
+use serde_json::Map;
+
+use super::model::{Identity, IdentityKey, Profile, UserRecord};
+use crate::error::{Error, Result};
+
+/// What linking a secondary user into a primary changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkPlan {
+    /// The secondary user, which disappears.
+    pub secondary_user_id: String,
+    /// The secondary's identities as they become on the primary, in order, starting at
+    /// position `first_position`.
+    pub moved: Vec<Identity>,
+    /// Position of the first moved identity on the primary.
+    pub first_position: usize,
+    /// The primary's identities after the link (the response body).
+    pub identities: Vec<Identity>,
+}
+
+/// Decides a link.
+///
+/// `secondary` is the standalone user whose main identity `target` names, if there is
+/// one. `connection_id`, when given, must be that identity's connection.
+pub fn plan_link(
+    primary: &UserRecord,
+    target: &IdentityKey,
+    connection_id: Option<&str>,
+    secondary: Option<&UserRecord>,
+) -> Result<LinkPlan> {
+    let (main, linked) = primary
+        .identities
+        .split_first()
+        .ok_or_else(|| Error::internal(format!("user {} has no identity", primary.user_id)))?;
+    if main.is(target) {
+        return Err(Error::SameIdentity);
+    }
+    if linked.iter().any(|identity| identity.is(target)) {
+        return Err(Error::IdentityConflict);
+    }
+    let secondary = secondary
+        .filter(|user| user.user_id != primary.user_id)
+        .ok_or(Error::SecondaryNotFound)?;
+    let (secondary_main, secondary_linked) = secondary
+        .identities
+        .split_first()
+        .ok_or_else(|| Error::internal(format!("user {} has no identity", secondary.user_id)))?;
+    if !secondary_main.is(target) {
+        return Err(Error::SecondaryNotFound);
+    }
+    if connection_id.is_some_and(|id| id != secondary_main.connection_id) {
+        return Err(Error::SecondaryNotFound);
+    }
+
+    let mut moved = Vec::with_capacity(secondary.identities.len());
+    moved.push(Identity {
+        profile_data: Some(secondary.profile.to_profile_data()),
+        ..secondary_main.clone()
+    });
+    moved.extend(secondary_linked.iter().cloned());
+
+    let mut identities = primary.identities.clone();
+    identities.extend(moved.iter().cloned());
+    Ok(LinkPlan {
+        secondary_user_id: secondary.user_id.clone(),
+        moved,
+        first_position: primary.identities.len(),
+        identities,
+    })
+}
+
+/// What unlinking an identity from a primary changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnlinkPlan {
+    /// The identity that leaves, as it was on the primary.
+    pub removed: Identity,
+    /// Its position on the primary (identities after it move up by one).
+    pub position: usize,
+    /// The standalone user it becomes (its only identity is `removed`, as a main one).
+    pub new_user: UserRecord,
+    /// The primary's remaining identities, in order (the response body).
+    pub remaining: Vec<Identity>,
+}
+
+/// Decides an unlink. `now` stamps the recreated user.
+pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Result<UnlinkPlan> {
+    let index = primary
+        .identities
+        .iter()
+        .position(|identity| identity.is(target))
+        .ok_or(Error::IdentityNotFound)?;
+    if index == 0 {
+        return Err(Error::MainIdentityRemoval);
+    }
+    let mut remaining = primary.identities.clone();
+    let removed = remaining.remove(index);
+    let profile = removed
+        .profile_data
+        .as_ref()
+        .map(Profile::from_profile_data)
+        .unwrap_or_default();
+    let new_user = UserRecord {
+        user_id: removed.key().to_user_id(),
+        profile,
+        user_metadata: Map::new(),
+        app_metadata: Map::new(),
+        blocked: false,
+        last_login: None,
+        logins_count: 0,
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        identities: vec![Identity {
+            profile_data: None,
+            ..removed.clone()
+        }],
+    };
+    Ok(UnlinkPlan {
+        removed,
+        position: index,
+        new_user,
+        remaining,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlink_types::UserId;
+    use serde_json::json;
+
+    fn identity(provider: &str, id: UserId) -> Identity {
+        Identity {
+            provider: provider.into(),
+            user_id: id,
+            connection_id: format!("con_{provider:0<16}"),
+            connection: provider.into(),
+            is_social: provider != "auth0",
+            profile_data: None,
+        }
+    }
+
+    fn user(provider: &str, id: &str, email: &str) -> UserRecord {
+        UserRecord {
+            user_id: format!("{provider}|{id}"),
+            profile: Profile {
+                email: Some(email.into()),
+                email_verified: true,
+                ..Profile::default()
+            },
+            user_metadata: json!({"k": 1}).as_object().unwrap().clone(),
+            app_metadata: Map::new(),
+            blocked: false,
+            last_login: None,
+            logins_count: 0,
+            created_at: "t0".into(),
+            updated_at: "t0".into(),
+            identities: vec![identity(provider, UserId::from(id))],
+        }
+    }
+
+    #[test]
+    fn link_moves_every_secondary_identity_to_the_end() {
+        let primary = user("auth0", "aaa", "p@example.com");
+        let mut secondary = user("google-oauth2", "111", "s@example.com");
+        let mut github = identity("github", UserId::Integer(7));
+        github.profile_data = Some(
+            json!({"email": "gh@example.com"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        secondary.identities.push(github.clone());
+
+        let plan = plan_link(
+            &primary,
+            &IdentityKey::new("google-oauth2", "111"),
+            None,
+            Some(&secondary),
+        )
+        .unwrap();
+        assert_eq!(plan.secondary_user_id, "google-oauth2|111");
+        assert_eq!(plan.first_position, 1);
+        let providers: Vec<_> = plan
+            .identities
+            .iter()
+            .map(|i| i.provider.as_str())
+            .collect();
+        assert_eq!(providers, ["auth0", "google-oauth2", "github"]);
+        assert_eq!(
+            plan.identities[1].profile_data.as_ref().unwrap()["email"],
+            "s@example.com"
+        );
+        assert_eq!(
+            plan.identities[2], github,
+            "already-linked identities keep their profileData"
+        );
+    }
+
+    #[test]
+    fn link_rejections() {
+        let mut primary = user("auth0", "aaa", "p@example.com");
+        primary
+            .identities
+            .push(identity("github", UserId::Integer(7)));
+        let secondary = user("google-oauth2", "111", "s@example.com");
+        let key = |p: &str, id: &str| IdentityKey::new(p, id);
+
+        let same = plan_link(&primary, &key("auth0", "aaa"), None, Some(&primary));
+        assert!(matches!(same, Err(Error::SameIdentity)));
+        let conflict = plan_link(&primary, &key("github", "7"), None, None);
+        assert!(matches!(conflict, Err(Error::IdentityConflict)));
+        let missing = plan_link(&primary, &key("google-oauth2", "999"), None, None);
+        assert!(matches!(missing, Err(Error::SecondaryNotFound)));
+        let wrong_connection = plan_link(
+            &primary,
+            &key("google-oauth2", "111"),
+            Some("con_XXXXXXXXXXXXXXXX"),
+            Some(&secondary),
+        );
+        assert!(matches!(wrong_connection, Err(Error::SecondaryNotFound)));
+    }
+
+    #[test]
+    fn unlink_recreates_a_standalone_user_without_metadata() {
+        let primary = user("auth0", "aaa", "p@example.com");
+        let secondary = user("github", "7", "gh@example.com");
+        let linked = plan_link(
+            &primary,
+            &IdentityKey::new("github", "7"),
+            None,
+            Some(&secondary),
+        )
+        .unwrap();
+        let primary = UserRecord {
+            identities: linked.identities,
+            ..primary
+        };
+
+        let plan = plan_unlink(&primary, &IdentityKey::new("github", "7"), "t1").unwrap();
+        assert_eq!(plan.remaining.len(), 1);
+        assert_eq!(plan.new_user.user_id, "github|7");
+        assert_eq!(plan.new_user.profile, secondary.profile);
+        assert!(plan.new_user.user_metadata.is_empty());
+        assert_eq!(plan.new_user.identities[0].profile_data, None);
+
+        assert!(matches!(
+            plan_unlink(&primary, &IdentityKey::new("auth0", "aaa"), "t1"),
+            Err(Error::MainIdentityRemoval)
+        ));
+        assert!(matches!(
+            plan_unlink(&primary, &IdentityKey::new("github", "8"), "t1"),
+            Err(Error::IdentityNotFound)
+        ));
+    }
+}

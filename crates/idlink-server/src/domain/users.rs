@@ -1,0 +1,509 @@
+//! Rules for the users endpoints: creating, patching and searching users.
+
+use idlink_types::{CreateUserRequestContent, UserId};
+use serde_json::{Map, Value};
+
+use super::ids;
+use super::model::{Connection, Identity, Profile, UserRecord};
+use crate::error::{Error, Result};
+
+/// The largest page `GET /api/v2/users` serves.
+pub const MAX_PER_PAGE: u64 = 100;
+/// The page size when none is asked for.
+pub const DEFAULT_PER_PAGE: u64 = 50;
+
+/// A field `q` can search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchField {
+    /// Case-insensitive.
+    Email,
+    UserId,
+    Name,
+    Username,
+    Nickname,
+    GivenName,
+    FamilyName,
+    /// `identities.connection`: users with an identity in that connection.
+    IdentityConnection,
+    /// `identities.provider`: users with an identity of that provider.
+    IdentityProvider,
+}
+
+/// One `field:value` term of `q`; terms are ANDed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTerm {
+    pub field: SearchField,
+    pub value: String,
+}
+
+/// A validated `GET /api/v2/users` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    pub terms: Vec<SearchTerm>,
+    pub page: u64,
+    pub per_page: u64,
+}
+
+impl UserQuery {
+    /// All users with this email (`GET /api/v2/users-by-email`).
+    pub fn by_email(email: &str) -> Self {
+        Self {
+            terms: vec![SearchTerm {
+                field: SearchField::Email,
+                value: email.to_owned(),
+            }],
+            page: 0,
+            per_page: MAX_PER_PAGE * 10,
+        }
+    }
+
+    /// Rows to skip.
+    pub fn offset(&self) -> u64 {
+        self.page.saturating_mul(self.per_page)
+    }
+}
+
+/// Parses the subset of Auth0's Lucene-style `q` that idlink understands:
+/// `field:"value"` or `field:value` terms joined by `AND`.
+pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
+    let invalid = |why: &str| Error::InvalidQuery(format!("Query validation error: {why}"));
+    let mut terms = Vec::new();
+    let mut rest = q.trim();
+    while !rest.is_empty() {
+        let (field, after) = rest
+            .split_once(':')
+            .ok_or_else(|| invalid(&format!("expected field:value in '{rest}'")))?;
+        let field = match field.trim() {
+            "email" => SearchField::Email,
+            "user_id" => SearchField::UserId,
+            "name" => SearchField::Name,
+            "username" => SearchField::Username,
+            "nickname" => SearchField::Nickname,
+            "given_name" => SearchField::GivenName,
+            "family_name" => SearchField::FamilyName,
+            "identities.connection" => SearchField::IdentityConnection,
+            "identities.provider" => SearchField::IdentityProvider,
+            other => return Err(invalid(&format!("unsupported search field '{other}'"))),
+        };
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| invalid("unterminated quoted value"))?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if value.is_empty() {
+            return Err(invalid("empty value"));
+        }
+        terms.push(SearchTerm {
+            field,
+            value: value.to_owned(),
+        });
+        rest = after.trim_start();
+        if !rest.is_empty() {
+            rest = rest
+                .strip_prefix("AND ")
+                .ok_or_else(|| invalid("terms must be joined with AND"))?
+                .trim_start();
+        }
+    }
+    Ok(terms)
+}
+
+/// A validated `PATCH /api/v2/users/{id}`. For string fields the outer `Option` says
+/// whether the field was sent, the inner one whether it is set or cleared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserPatch {
+    pub email: Option<Option<String>>,
+    pub username: Option<Option<String>>,
+    pub phone_number: Option<Option<String>>,
+    pub name: Option<Option<String>>,
+    pub given_name: Option<Option<String>>,
+    pub family_name: Option<Option<String>>,
+    pub nickname: Option<Option<String>>,
+    pub picture: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+    pub phone_verified: Option<bool>,
+    pub blocked: Option<bool>,
+    pub user_metadata: Option<Map<String, Value>>,
+    pub app_metadata: Option<Map<String, Value>>,
+    /// Already hashed (hashing is slow and stays out of the transaction).
+    pub password_hash: Option<String>,
+}
+
+const PATCH_FIELDS: &[&str] = &[
+    "email",
+    "username",
+    "phone_number",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+    "email_verified",
+    "phone_verified",
+    "blocked",
+    "user_metadata",
+    "app_metadata",
+    "password",
+    "verify_email",
+    "verify_phone_number",
+    "connection",
+    "client_id",
+];
+
+impl UserPatch {
+    /// Validates a PATCH body. Returns the patch and the new password in clear, if any,
+    /// for the caller to hash.
+    pub fn from_body(body: &Value) -> Result<(Self, Option<String>)> {
+        let object = expect_object(body)?;
+        reject_unknown(object, PATCH_FIELDS)?;
+        let mut patch = UserPatch::default();
+        for (key, value) in object {
+            match key.as_str() {
+                "email" => patch.email = Some(optional_email(value, key)?),
+                "username" => patch.username = Some(optional_string(value, key)?),
+                "phone_number" => patch.phone_number = Some(optional_string(value, key)?),
+                "name" => patch.name = Some(optional_string(value, key)?),
+                "given_name" => patch.given_name = Some(optional_string(value, key)?),
+                "family_name" => patch.family_name = Some(optional_string(value, key)?),
+                "nickname" => patch.nickname = Some(optional_string(value, key)?),
+                "picture" => patch.picture = Some(optional_string(value, key)?),
+                "email_verified" => patch.email_verified = Some(boolean(value, key)?),
+                "phone_verified" => patch.phone_verified = Some(boolean(value, key)?),
+                "blocked" => patch.blocked = Some(boolean(value, key)?),
+                "user_metadata" => patch.user_metadata = Some(metadata(value, key)?),
+                "app_metadata" => patch.app_metadata = Some(metadata(value, key)?),
+                // Accepted for SDK compatibility; idlink sends no mail or SMS.
+                "verify_email" | "verify_phone_number" => {
+                    boolean(value, key)?;
+                }
+                "connection" | "client_id" => {
+                    optional_string(value, key)?;
+                }
+                _ => {}
+            }
+        }
+        let password = match object.get("password") {
+            None => None,
+            Some(Value::String(p)) if !p.is_empty() => Some(p.clone()),
+            Some(_) => return Err(type_error("password", "string")),
+        };
+        Ok((patch, password))
+    }
+
+    /// Applies the patch to a user (the store calls this on the locked row).
+    pub fn apply(&self, user: &mut UserRecord, now: &str) {
+        let p = &mut user.profile;
+        let fields = [
+            (&self.email, &mut p.email),
+            (&self.username, &mut p.username),
+            (&self.phone_number, &mut p.phone_number),
+            (&self.name, &mut p.name),
+            (&self.given_name, &mut p.given_name),
+            (&self.family_name, &mut p.family_name),
+            (&self.nickname, &mut p.nickname),
+            (&self.picture, &mut p.picture),
+        ];
+        for (change, slot) in fields {
+            if let Some(value) = change {
+                slot.clone_from(value);
+            }
+        }
+        if let Some(v) = self.email_verified {
+            p.email_verified = v;
+        }
+        if let Some(v) = self.phone_verified {
+            p.phone_verified = v;
+        }
+        if let Some(v) = self.blocked {
+            user.blocked = v;
+        }
+        if let Some(changes) = &self.user_metadata {
+            merge_metadata(&mut user.user_metadata, changes);
+        }
+        if let Some(changes) = &self.app_metadata {
+            merge_metadata(&mut user.app_metadata, changes);
+        }
+        user.updated_at = now.to_owned();
+    }
+}
+
+/// Top-level merge: each key replaces the stored one whole; `null` removes it.
+pub fn merge_metadata(stored: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        if value.is_null() {
+            stored.remove(key);
+        } else {
+            stored.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+const CREATE_FIELDS: &[&str] = &[
+    "connection",
+    "user_id",
+    "email",
+    "email_verified",
+    "verify_email",
+    "password",
+    "username",
+    "phone_number",
+    "phone_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+    "blocked",
+    "user_metadata",
+    "app_metadata",
+];
+
+/// A validated `POST /api/v2/users`: the user to store and, for a database
+/// connection, the password in clear (for the caller to hash).
+#[derive(Debug)]
+pub struct NewUser {
+    pub user: UserRecord,
+    pub password: Option<String>,
+}
+
+/// Reads the connection name out of a create body (needed before the rest is checked).
+pub fn create_connection_name(body: &Value) -> Result<String> {
+    let object = expect_object(body)?;
+    reject_unknown(object, CREATE_FIELDS)?;
+    match object.get("connection") {
+        Some(Value::String(name)) if !name.is_empty() => Ok(name.clone()),
+        Some(Value::String(_)) | None => Err(Error::InvalidBody(
+            "Payload validation error: 'Missing required property: connection'.".into(),
+        )),
+        Some(_) => Err(type_error("connection", "string")),
+    }
+}
+
+/// Validates a create body against its connection.
+pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewUser> {
+    let req: CreateUserRequestContent = serde_json::from_value(body.clone())
+        .map_err(|e| Error::InvalidBody(format!("Payload validation error: '{e}'.")))?;
+    for (key, value) in [
+        ("user_metadata", &req.user_metadata),
+        ("app_metadata", &req.app_metadata),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|m| m.values().any(Value::is_null))
+        {
+            return Err(Error::InvalidBody(format!(
+                "Payload validation error: '{key}' values must not be null."
+            )));
+        }
+    }
+    if let Some(email) = &req.email {
+        check_email(email, "email")?;
+    }
+    let (provider_id, password) = if connection.is_database() {
+        let password = match req.password.as_deref() {
+            Some(p) if !p.is_empty() => p.to_owned(),
+            _ => {
+                return Err(Error::InvalidBody(
+                    "Payload validation error: 'Missing required property: password'.".into(),
+                ));
+            }
+        };
+        if req.email.is_none() {
+            return Err(Error::InvalidBody(
+                "Payload validation error: 'Missing required property: email'.".into(),
+            ));
+        }
+        let id = match &req.user_id {
+            Some(UserId::String(s)) if !s.is_empty() => UserId::String(s.clone()),
+            Some(_) => return Err(type_error("user_id", "non-empty string")),
+            None => UserId::String(ids::database_user_id()),
+        };
+        (id, Some(password))
+    } else {
+        if req.password.is_some() {
+            return Err(Error::InvalidBody(format!(
+                "Payload validation error: 'password' is only allowed for database connections, not '{}'.",
+                connection.name
+            )));
+        }
+        let id = match &req.user_id {
+            Some(UserId::String(s)) if s.is_empty() => {
+                return Err(type_error("user_id", "non-empty string"));
+            }
+            Some(UserId::String(s)) => {
+                let prefix = format!("{}|", connection.strategy);
+                UserId::String(s.strip_prefix(&prefix).unwrap_or(s).to_owned())
+            }
+            Some(id) => id.clone(),
+            None => {
+                return Err(Error::InvalidBody(format!(
+                    "Payload validation error: 'Missing required property: user_id' (users of the {} connection need their provider-side id).",
+                    connection.name
+                )));
+            }
+        };
+        (id, None)
+    };
+
+    let identity = Identity {
+        provider: connection.strategy.clone(),
+        user_id: provider_id,
+        connection_id: connection.id.clone(),
+        connection: connection.name.clone(),
+        is_social: connection.is_social(),
+        profile_data: None,
+    };
+    let user = UserRecord {
+        user_id: identity.key().to_user_id(),
+        profile: Profile {
+            email: req.email,
+            email_verified: req.email_verified.unwrap_or(false),
+            username: req.username,
+            phone_number: req.phone_number,
+            phone_verified: req.phone_verified.unwrap_or(false),
+            name: req.name,
+            given_name: req.given_name,
+            family_name: req.family_name,
+            nickname: req.nickname,
+            picture: req.picture,
+            extra: Map::new(),
+        },
+        user_metadata: req.user_metadata.unwrap_or_default(),
+        app_metadata: req.app_metadata.unwrap_or_default(),
+        blocked: req.blocked.unwrap_or(false),
+        last_login: None,
+        logins_count: 0,
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        identities: vec![identity],
+    };
+    Ok(NewUser { user, password })
+}
+
+fn expect_object(body: &Value) -> Result<&Map<String, Value>> {
+    body.as_object().ok_or_else(|| {
+        Error::InvalidBody(format!(
+            "Payload validation error: 'Expected type object but found type {}'.",
+            json_type(body)
+        ))
+    })
+}
+
+/// Rejects properties outside `allowed`, in Auth0's words.
+pub fn reject_unknown(object: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(Error::InvalidBody(format!(
+            "Payload validation error: 'Additional properties not allowed: {key}'."
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The JSON type name Auth0 uses in validation messages.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A wrong-type validation error for `property`.
+pub fn type_error(property: &str, expected: &str) -> Error {
+    Error::InvalidBody(format!(
+        "Payload validation error: 'Expected type {expected}' on property {property}."
+    ))
+}
+
+fn optional_string(value: &Value, key: &str) -> Result<Option<String>> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(type_error(key, "string")),
+    }
+}
+
+fn optional_email(value: &Value, key: &str) -> Result<Option<String>> {
+    let email = optional_string(value, key)?;
+    if let Some(email) = &email {
+        check_email(email, key)?;
+    }
+    Ok(email)
+}
+
+fn check_email(email: &str, key: &str) -> Result<()> {
+    let valid = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidBody(format!(
+            "Payload validation error: 'Object didn't pass validation for format email: {email}' on property {key}."
+        )))
+    }
+}
+
+fn boolean(value: &Value, key: &str) -> Result<bool> {
+    value.as_bool().ok_or_else(|| type_error(key, "boolean"))
+}
+
+fn metadata(value: &Value, key: &str) -> Result<Map<String, Value>> {
+    value
+        .as_object()
+        .cloned()
+        .ok_or_else(|| type_error(key, "object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn search_syntax() {
+        let terms = parse_search(r#"email:"A@Example.com" AND name:Ada"#).unwrap();
+        assert_eq!(terms.len(), 2);
+        assert_eq!(terms[0].field, SearchField::Email);
+        assert_eq!(terms[0].value, "A@Example.com");
+        assert_eq!(terms[1].value, "Ada");
+        assert!(parse_search("password:x").is_err());
+        assert!(parse_search("email:\"open").is_err());
+        assert!(parse_search("email:a OR email:b").is_err());
+        assert!(parse_search("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn metadata_merge_is_top_level() {
+        let mut stored = json!({"a": 1, "nested": {"x": 1, "y": 2}, "gone": true})
+            .as_object()
+            .unwrap()
+            .clone();
+        let changes = json!({"nested": {"x": 9}, "gone": null, "b": 2});
+        merge_metadata(&mut stored, changes.as_object().unwrap());
+        assert_eq!(
+            Value::Object(stored),
+            json!({"a": 1, "nested": {"x": 9}, "b": 2})
+        );
+    }
+
+    #[test]
+    fn patch_validation() {
+        assert!(UserPatch::from_body(&json!({"nope": 1})).is_err());
+        assert!(UserPatch::from_body(&json!({"blocked": "yes"})).is_err());
+        assert!(UserPatch::from_body(&json!({"email": "not-an-email"})).is_err());
+        let (patch, password) =
+            UserPatch::from_body(&json!({"name": null, "password": "s3cret!"})).unwrap();
+        assert_eq!(patch.name, Some(None));
+        assert_eq!(password.as_deref(), Some("s3cret!"));
+    }
+}

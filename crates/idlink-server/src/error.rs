@@ -1,0 +1,158 @@
+//! The one error type of the Management API, and the one place it becomes Auth0's
+//! error body `{"statusCode","error","message","errorCode"}`.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use idlink_types::ErrorBody;
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a Management API request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Missing authentication")]
+    MissingAuthentication,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("Insufficient scope; expected any of: {}.", .0.join(", "))]
+    InsufficientScope(&'static [&'static str]),
+    #[error("User to be acted on does not match subject in bearer token.")]
+    UnownedResource,
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidUri(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("The provider/connection is not configured.")]
+    InexistentConnection,
+    #[error("Main identity and the new one are the same.")]
+    SameIdentity,
+    #[error("{0}")]
+    InvalidLinkWith(&'static str),
+    #[error("Provided secondary account not found.")]
+    SecondaryNotFound,
+    #[error("The user does not exist.")]
+    UserNotFound,
+    #[error("The identity does not exist on this user.")]
+    IdentityNotFound,
+    #[error("Specified identity already exists.")]
+    IdentityConflict,
+    #[error("Main identity cannot be removed.")]
+    MainIdentityRemoval,
+    #[error("The user already exists.")]
+    UserExists,
+    #[error(
+        "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
+    )]
+    TooManyRequests,
+    #[error("Not Found")]
+    RouteNotFound,
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    #[error("Payload content length greater than maximum allowed: {0}")]
+    PayloadTooLarge(usize),
+    #[error("Unsupported Media Type")]
+    UnsupportedMediaType,
+    /// Something broke inside; logged, and the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// An internal failure from anything that is an error.
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// HTTP status and Auth0 `errorCode`.
+    pub fn status_and_code(&self) -> (StatusCode, Option<&'static str>) {
+        use Error::*;
+        match self {
+            MissingAuthentication | InvalidToken(_) => {
+                (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+            }
+            InsufficientScope(_) => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+            UnownedResource => (StatusCode::FORBIDDEN, Some("unowned_resource")),
+            InvalidBody(_) | SameIdentity => (StatusCode::BAD_REQUEST, Some("invalid_body")),
+            InvalidUri(_) | MainIdentityRemoval => (StatusCode::BAD_REQUEST, Some("invalid_uri")),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, Some("invalid_query_string")),
+            InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
+            InvalidLinkWith(_) => (StatusCode::BAD_REQUEST, Some("invalid_link_with")),
+            SecondaryNotFound => (StatusCode::BAD_REQUEST, Some("inexistent_user")),
+            UserNotFound => (StatusCode::NOT_FOUND, Some("inexistent_user")),
+            IdentityNotFound => (StatusCode::NOT_FOUND, Some("inexistent_identity")),
+            IdentityConflict => (StatusCode::CONFLICT, Some("identity_conflict")),
+            UserExists => (StatusCode::CONFLICT, Some("auth0_idp_error")),
+            TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests")),
+            RouteNotFound => (StatusCode::NOT_FOUND, None),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        }
+    }
+
+    /// The message clients see (internal details never leave the server).
+    pub fn public_message(&self) -> Cow<'_, str> {
+        match self {
+            Self::Internal(_) => Cow::Borrowed("Internal Server Error"),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// The Auth0 error body.
+    pub fn body(&self) -> ErrorBody {
+        let (status, code) = self.status_and_code();
+        ErrorBody {
+            status_code: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: self.public_message().into_owned(),
+            error_code: code.map(str::to_owned),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Self::Internal(err) = &self {
+            tracing::error!(error = %err, "internal error");
+        }
+        let (status, _) = self.status_and_code();
+        (status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_follow_the_contract() {
+        let body = Error::IdentityConflict.body();
+        assert_eq!(body.status_code, 409);
+        assert_eq!(body.error, "Conflict");
+        assert_eq!(body.error_code.as_deref(), Some("identity_conflict"));
+
+        let body =
+            Error::InsufficientScope(&["update:users", "update:current_user_identities"]).body();
+        assert_eq!(
+            body.message,
+            "Insufficient scope; expected any of: update:users, update:current_user_identities."
+        );
+
+        let body = Error::internal("disk on fire").body();
+        assert_eq!(body.status_code, 500);
+        assert_eq!(body.message, "Internal Server Error");
+    }
+}

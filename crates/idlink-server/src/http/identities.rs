@@ -1,0 +1,222 @@
+//! `POST /api/v2/users/{id}/identities` (link) and
+//! `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` (unlink).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use idlink_types::UserIdentity;
+use serde_json::Value;
+
+use super::extract::{ApiPath, RawBody, parse_payload};
+use crate::auth::Principal;
+use crate::domain::model::{Identity, IdentityKey};
+use crate::domain::users::{json_type, reject_unknown, type_error};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// Scopes of both endpoints: `update:users` acts on anyone,
+/// `update:current_user_identities` only on the token's own user.
+const SCOPES: &[&str; 2] = &["update:users", "update:current_user_identities"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/{id}/identities", post(link))
+        .route(
+            "/users/{id}/identities/{provider}/{user_id}",
+            delete(unlink),
+        )
+}
+
+/// A validated link body.
+#[derive(Debug, PartialEq)]
+enum LinkRequest {
+    /// Mode A: the secondary account's JWT.
+    Token(String),
+    /// Mode B: the secondary identity by name.
+    Identity {
+        provider: String,
+        user_id: String,
+        connection_id: Option<String>,
+    },
+}
+
+fn is_connection_id(s: &str) -> bool {
+    s.len() == 20 && s.starts_with("con_") && s[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Validates a link body against `LinkUserIdentityRequestContent`.
+fn parse_link_request(body: &Value) -> Result<LinkRequest> {
+    let object = body.as_object().ok_or_else(|| {
+        Error::InvalidBody(format!(
+            "Payload validation error: 'Expected type object but found type {}'.",
+            json_type(body)
+        ))
+    })?;
+    reject_unknown(
+        object,
+        &["provider", "connection_id", "user_id", "link_with"],
+    )?;
+    if object.is_empty() {
+        return Err(Error::InvalidBody(
+            "Payload validation error: 'Too few properties defined (0), minimum 1'.".into(),
+        ));
+    }
+    let string = |key: &str| -> Result<Option<String>> {
+        match object.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(Value::String(_)) => Err(Error::InvalidBody(format!(
+                "Payload validation error: 'String is too short (0 chars), minimum 1' on property {key}."
+            ))),
+            Some(_) => Err(type_error(key, "string")),
+        }
+    };
+    let provider = string("provider")?;
+    let link_with = string("link_with")?;
+    let connection_id = string("connection_id")?;
+    if let Some(id) = &connection_id {
+        if !is_connection_id(id) {
+            return Err(Error::InvalidBody(format!(
+                "Payload validation error: 'String does not match pattern ^con_[A-Za-z0-9]{{16}}$: {id}' on property connection_id."
+            )));
+        }
+    }
+    let user_id = match object.get("user_id") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Some(_) => return Err(type_error("user_id", "string or integer")),
+    };
+
+    if let Some(token) = link_with {
+        if provider.is_some() || user_id.is_some() || connection_id.is_some() {
+            return Err(Error::InvalidBody(
+                "Payload validation error: 'link_with' must not be sent with provider, user_id or connection_id.".into(),
+            ));
+        }
+        return Ok(LinkRequest::Token(token));
+    }
+    let missing = |key: &str| {
+        Error::InvalidBody(format!(
+            "Payload validation error: 'Missing required property: {key}'."
+        ))
+    };
+    Ok(LinkRequest::Identity {
+        provider: provider.ok_or_else(|| missing("provider"))?,
+        user_id: user_id.ok_or_else(|| missing("user_id"))?,
+        connection_id,
+    })
+}
+
+fn wire(identities: &[Identity]) -> Vec<UserIdentity> {
+    identities.iter().map(Identity::to_wire).collect()
+}
+
+async fn link(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
+    principal.authorize_on(&id, SCOPES)?;
+    let request = parse_link_request(&parse_payload(&headers, &body)?)?;
+    let (target, connection_id) = match request {
+        LinkRequest::Identity {
+            provider,
+            user_id,
+            connection_id,
+        } => {
+            let configured = match &connection_id {
+                Some(id) => state
+                    .connection_by_id(id)
+                    .is_some_and(|c| c.strategy == provider),
+                None => state.has_strategy(&provider),
+            };
+            if !configured {
+                return Err(Error::InexistentConnection);
+            }
+            (IdentityKey::new(&provider, &user_id), connection_id)
+        }
+        LinkRequest::Token(token) => {
+            let sub = state
+                .tokens
+                .verify_link_with(&token, principal.claims())
+                .await?;
+            let target = IdentityKey::from_user_id(&sub).ok_or(Error::InvalidLinkWith(
+                "JWT (link_with) contains an invalid sub claim.",
+            ))?;
+            (target, None)
+        }
+    };
+    let identities = state
+        .store
+        .link(&id, &target, connection_id.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(wire(&identities))))
+}
+
+async fn unlink(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
+) -> Result<Json<Vec<UserIdentity>>> {
+    principal.authorize_on(&id, SCOPES)?;
+    let target = IdentityKey::new(&provider, &user_id);
+    let remaining = state
+        .store
+        .unlink(&id, &target, &crate::clock::now_iso())
+        .await?;
+    Ok(Json(wire(&remaining)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rejected(body: Value) -> String {
+        match parse_link_request(&body) {
+            Err(Error::InvalidBody(message)) => message,
+            other => panic!("{body} was not rejected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_bodies() {
+        assert_eq!(
+            parse_link_request(&json!({"provider": "github", "user_id": 12})).unwrap(),
+            LinkRequest::Identity {
+                provider: "github".into(),
+                user_id: "12".into(),
+                connection_id: None
+            }
+        );
+        assert_eq!(
+            parse_link_request(&json!({"link_with": "a.b.c"})).unwrap(),
+            LinkRequest::Token("a.b.c".into())
+        );
+        assert!(parse_link_request(&json!({"provider": "auth0", "user_id": "x", "connection_id": "con_0123456789abcdef"})).is_ok());
+    }
+
+    #[test]
+    fn invalid_bodies() {
+        assert!(rejected(json!([])).contains("Expected type object"));
+        assert!(rejected(Value::Null).contains("found type null"));
+        assert!(rejected(json!({})).contains("Too few properties"));
+        assert!(
+            rejected(json!({"provider": "github", "user_id": "1", "extra": 1})).contains("extra")
+        );
+        assert!(rejected(json!({"provider": 5, "user_id": "1"})).contains("provider"));
+        assert!(rejected(json!({"provider": "github", "user_id": 1.5})).contains("user_id"));
+        assert!(rejected(json!({"provider": "github", "user_id": ""})).contains("user_id"));
+        assert!(rejected(json!({"provider": "github"})).contains("user_id"));
+        assert!(rejected(json!({"user_id": "1"})).contains("provider"));
+        assert!(rejected(json!({"link_with": "t", "provider": "github"})).contains("link_with"));
+        assert!(
+            rejected(json!({"provider": "auth0", "user_id": "1", "connection_id": "con_short"}))
+                .contains("pattern")
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The HTTP surface: one module per resource, merged here into one router.
+
+pub mod extract;
+mod identities;
+mod oauth;
+mod users;
+mod well_known;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::{Value, json};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{Error, Result};
+use crate::ratelimit;
+use crate::state::AppState;
+
+/// The whole application; used by the binary and by tests alike.
+pub fn app(state: AppState) -> Router {
+    let management = Router::new()
+        .merge(users::router())
+        .merge(identities::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::middleware,
+        ));
+    Router::new()
+        .nest("/api/v2", management)
+        .merge(oauth::router())
+        .merge(well_known::router())
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> Error {
+    Error::RouteNotFound
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Value>> {
+    state.store.ping().await?;
+    Ok(Json(json!({"status": "ok", "database": "ok"})))
+}

@@ -1,0 +1,379 @@
+//! `POST /oauth/token`: client credentials and the password grants. Errors use the
+//! OAuth shape `{"error", "error_description"}`, not the Management API's.
+
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use idlink_types::{
+    GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM, OAuthErrorBody, TokenResponse,
+};
+use serde_json::{Map, Value};
+
+use super::extract::{RawBody, parse_payload};
+use crate::auth::scopes::{OIDC_SCOPES, USER_SCOPES};
+use crate::auth::secrets;
+use crate::auth::tokens::{Audience, IdClaims};
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::ClientRecord;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth/token", post(token))
+}
+
+/// An OAuth error response.
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    fn unauthorized_client() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized")
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::PayloadTooLarge(_) | Error::InvalidBody(_) | Error::UnsupportedMediaType => {
+                Self::invalid_request(err.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "token endpoint failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal Server Error",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = OAuthErrorBody {
+            error: self.error.to_owned(),
+            error_description: Some(self.description),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type OAuthResult<T> = Result<T, OAuthError>;
+
+/// The request parameters, from a JSON or form body.
+struct Params(Map<String, Value>);
+
+impl Params {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn required(&self, key: &str) -> OAuthResult<&str> {
+        self.get(key).ok_or_else(|| {
+            OAuthError::invalid_request(format!("Missing required parameter: {key}"))
+        })
+    }
+}
+
+/// `client_secret_basic` credentials, when sent.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .ok()
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// Authenticates the client. A client with a secret must present it; a public client
+/// (no secret) may only use the password grants.
+async fn authenticate_client(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> OAuthResult<ClientRecord> {
+    let (client_id, secret) = match basic_credentials(headers) {
+        Some((id, secret)) => (id, Some(secret)),
+        None => (
+            params.required("client_id")?.to_owned(),
+            params.get("client_secret").map(str::to_owned),
+        ),
+    };
+    let client = state.store.client(&client_id).await?;
+    match (client, secret) {
+        (Some(client), Some(secret)) => {
+            let hash = client.secret_hash.clone();
+            let ok = match &hash {
+                Some(hash) => {
+                    state
+                        .client_secrets
+                        .verify(&client.client_id, &secret, hash)
+                        .await?
+                }
+                None => false,
+            };
+            if ok {
+                Ok(client)
+            } else {
+                Err(OAuthError::unauthorized_client())
+            }
+        }
+        (Some(client), None) if client.secret_hash.is_none() => Ok(client),
+        (Some(_), None) => Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "access_denied",
+            "Client authentication is required",
+        )),
+        (None, secret) => {
+            // Same work as a wrong secret, so unknown client ids are not revealed by timing.
+            if let Some(secret) = secret {
+                secrets::verify(secret, None).await?;
+            }
+            Err(OAuthError::unauthorized_client())
+        }
+    }
+}
+
+fn require_grant(client: &ClientRecord, grant: &str) -> OAuthResult<()> {
+    if client.grant_types.iter().any(|g| g == grant) {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            format!("Grant type '{grant}' not allowed for the client."),
+        ))
+    }
+}
+
+fn token_response(body: TokenResponse) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> OAuthResult<Response> {
+    let params = match parse_payload(&headers, &body)? {
+        Value::Object(map) => Params(map),
+        Value::Null => Params(Map::new()),
+        _ => return Err(OAuthError::invalid_request("Expected an object")),
+    };
+    let grant = params.required("grant_type")?.to_owned();
+    match grant.as_str() {
+        GRANT_CLIENT_CREDENTIALS => client_credentials(&state, &params, &headers).await,
+        GRANT_PASSWORD | GRANT_PASSWORD_REALM => password(&state, &params, &headers, &grant).await,
+        other => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("Unsupported grant type: {other}"),
+        )),
+    }
+}
+
+fn service_not_enabled(audience: &str) -> OAuthError {
+    OAuthError::new(
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        format!("Service not enabled within domain: {audience}"),
+    )
+}
+
+async fn client_credentials(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> OAuthResult<Response> {
+    let client = authenticate_client(state, params, headers).await?;
+    if client.secret_hash.is_none() {
+        return Err(OAuthError::unauthorized_client());
+    }
+    require_grant(&client, GRANT_CLIENT_CREDENTIALS)?;
+    let tenant = state.tokens.tenant();
+    let audience = params.get("audience").ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "No audience parameter was provided, and no default audience has been configured",
+        )
+    })?;
+    if !tenant.is_api_audience(audience) {
+        return Err(service_not_enabled(audience));
+    }
+    let scope = match params.get("scope") {
+        None => client.scopes.join(" "),
+        Some(requested) => {
+            let missing: Vec<&str> = requested
+                .split_whitespace()
+                .filter(|s| !client.scopes.iter().any(|g| g == s))
+                .collect();
+            if !missing.is_empty() {
+                return Err(OAuthError::new(
+                    StatusCode::FORBIDDEN,
+                    "access_denied",
+                    format!("Client has not been granted scopes: {}", missing.join(", ")),
+                ));
+            }
+            requested.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
+    let access_token = state.tokens.issue_access(
+        &format!("{}@clients", client.client_id),
+        Audience::One(audience.to_owned()),
+        &scope,
+        &client.client_id,
+        "client-credentials",
+    )?;
+    Ok(token_response(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: tenant.access_token_lifetime.unsigned_abs(),
+        scope: Some(scope),
+        id_token: None,
+    }))
+}
+
+async fn password(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    grant: &str,
+) -> OAuthResult<Response> {
+    let client = authenticate_client(state, params, headers).await?;
+    require_grant(&client, grant)?;
+    let username = params.required("username")?;
+    let password = params.required("password")?;
+    let connection = if grant == GRANT_PASSWORD_REALM {
+        let realm = params.required("realm")?;
+        state
+            .connection_by_name(realm)
+            .filter(|c| c.is_database())
+            .ok_or_else(|| OAuthError::invalid_request(format!("Unknown realm: {realm}")))?
+    } else {
+        state
+            .connection_by_name(crate::config::DEFAULT_DATABASE_CONNECTION)
+            .ok_or_else(|| OAuthError::invalid_request("No default connection is configured"))?
+    };
+    let tenant = state.tokens.tenant();
+    let audience = params.get("audience");
+    if let Some(audience) = audience.filter(|a| !tenant.is_api_audience(a)) {
+        return Err(service_not_enabled(audience));
+    }
+
+    let login = state.store.find_login(&connection.id, username).await?;
+    let verified = secrets::verify(
+        password.to_owned(),
+        login.as_ref().map(|l| l.password_hash.clone()),
+    )
+    .await?;
+    let login = match login {
+        Some(login) if verified => login,
+        _ => {
+            return Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_grant",
+                "Wrong email or password.",
+            ));
+        }
+    };
+    if login.blocked {
+        return Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "user is blocked",
+        ));
+    }
+
+    let requested: Vec<&str> = params
+        .get("scope")
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let granted: Vec<&str> = requested
+        .iter()
+        .copied()
+        .filter(|s| OIDC_SCOPES.contains(s) || (audience.is_some() && USER_SCOPES.contains(s)))
+        .collect();
+    let openid = granted.contains(&"openid");
+    let aud = match (audience, openid) {
+        (Some(api), true) => Audience::Many(vec![api.to_owned(), tenant.userinfo_audience.clone()]),
+        (Some(api), false) => Audience::One(api.to_owned()),
+        (None, _) => Audience::One(tenant.userinfo_audience.clone()),
+    };
+    let scope = granted.join(" ");
+    let access_token = state.tokens.issue_access(
+        &login.owner_user_id,
+        aud,
+        &scope,
+        &client.client_id,
+        "password",
+    )?;
+    let user = state.store.user(&login.owner_user_id).await?;
+    let id_token = match (&user, openid) {
+        (Some(user), true) => {
+            let p = &user.profile;
+            let profile = granted.contains(&"profile");
+            let email = granted.contains(&"email");
+            Some(state.tokens.issue_id(IdClaims {
+                sub: user.user_id.clone(),
+                aud: client.client_id.clone(),
+                email: p.email.clone().filter(|_| email),
+                email_verified: p.email.as_ref().filter(|_| email).map(|_| p.email_verified),
+                name: p.name.clone().filter(|_| profile),
+                nickname: p.nickname.clone().filter(|_| profile),
+                picture: p.picture.clone().filter(|_| profile),
+                ..IdClaims::default()
+            })?)
+        }
+        _ => None,
+    };
+    state
+        .store
+        .record_login(&login.owner_user_id, &crate::clock::now_iso())
+        .await?;
+    Ok(token_response(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: tenant.access_token_lifetime.unsigned_abs(),
+        scope: Some(scope),
+        id_token,
+    }))
+}

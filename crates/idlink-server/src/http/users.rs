@@ -1,0 +1,178 @@
+//! `/api/v2/users` and `/api/v2/users-by-email`.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use idlink_types::{User, UsersPage};
+
+use super::extract::{ApiPath, ApiQuery, RawBody, parse_payload};
+use crate::auth::{Principal, secrets};
+use crate::domain::model::UserRecord;
+use crate::domain::users::{
+    self, DEFAULT_PER_PAGE, MAX_PER_PAGE, NewUser, UserPatch, UserQuery, parse_search,
+};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::Credential;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list).post(create))
+        .route("/users/{id}", get(read).patch(update).delete(remove))
+        .route("/users-by-email", get(by_email))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<User>)> {
+    principal.require_any(&["create:users"])?;
+    let body = parse_payload(&headers, &body)?;
+    let connection_name = users::create_connection_name(&body)?;
+    let connection = state
+        .connection_by_name(&connection_name)
+        .ok_or(Error::InexistentConnection)?
+        .clone();
+    let now = crate::clock::now_iso();
+    let NewUser { user, password } = users::new_user(&body, &connection, &now)?;
+    let credential = match password {
+        Some(password) => Some(Credential {
+            password_hash: secrets::hash(password).await?,
+            login_email: user.profile.email.as_deref().map(str::to_lowercase),
+            login_username: user.profile.username.as_deref().map(str::to_lowercase),
+        }),
+        None => None,
+    };
+    state.store.create_user(&user, credential.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(user.to_wire())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<User>> {
+    principal.authorize_on(&id, &["read:users", "read:current_user"])?;
+    let user = state.store.user(&id).await?.ok_or(Error::UserNotFound)?;
+    Ok(Json(user.to_wire()))
+}
+
+fn number(params: &HashMap<String, String>, key: &str, default: u64) -> Result<u64> {
+    match params.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            Error::InvalidQuery(format!(
+                "Query validation error: 'Expected type integer but found type string' on property {key}."
+            ))
+        }),
+    }
+}
+
+fn boolean(params: &HashMap<String, String>, key: &str) -> Result<bool> {
+    match params.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Error::InvalidQuery(format!(
+            "Query validation error: 'Expected type boolean but found type string' on property {key}."
+        ))),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+) -> Result<Response> {
+    principal.require_any(&["read:users"])?;
+    let per_page = number(&params, "per_page", DEFAULT_PER_PAGE)?;
+    if per_page > MAX_PER_PAGE {
+        return Err(Error::InvalidQuery(format!(
+            "Query validation error: 'Number is greater than the maximum allowed value of {MAX_PER_PAGE}' on property per_page."
+        )));
+    }
+    let query = UserQuery {
+        terms: parse_search(params.get("q").map(String::as_str).unwrap_or(""))?,
+        page: number(&params, "page", 0)?,
+        per_page,
+    };
+    let include_totals = boolean(&params, "include_totals")?;
+    let (users, total) = state.store.list_users(&query).await?;
+    let users: Vec<User> = users.iter().map(UserRecord::to_wire).collect();
+    Ok(if include_totals {
+        Json(UsersPage {
+            start: query.offset(),
+            limit: query.per_page,
+            length: users.len() as u64,
+            total,
+            users,
+        })
+        .into_response()
+    } else {
+        Json(users).into_response()
+    })
+}
+
+async fn by_email(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<Vec<User>>> {
+    principal.require_any(&["read:users"])?;
+    let email = params
+        .get("email")
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            Error::InvalidQuery(
+                "Query validation error: 'Missing required property: email'.".into(),
+            )
+        })?;
+    let (users, _) = state.store.list_users(&UserQuery::by_email(email)).await?;
+    Ok(Json(users.iter().map(UserRecord::to_wire).collect()))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<User>> {
+    principal.require_any(&["update:users"])?;
+    let (mut patch, password) = UserPatch::from_body(&parse_payload(&headers, &body)?)?;
+    if let Some(password) = password {
+        let user = state.store.user(&id).await?.ok_or(Error::UserNotFound)?;
+        let is_database = user
+            .identities
+            .first()
+            .and_then(|main| state.connection_by_id(&main.connection_id))
+            .is_some_and(|c| c.is_database());
+        if !is_database {
+            return Err(Error::InvalidBody(
+                "Cannot update password for non-database connections.".into(),
+            ));
+        }
+        patch.password_hash = Some(secrets::hash(password).await?);
+    }
+    let user = state
+        .store
+        .update_user(&id, &patch, &crate::clock::now_iso())
+        .await?;
+    Ok(Json(user.to_wire()))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode> {
+    principal.require_any(&["delete:users"])?;
+    // Like Auth0, deleting a user that does not exist is not an error.
+    state.store.delete_user(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,40 @@
+//! `/.well-known/jwks.json` and `/.well-known/openid-configuration`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::scopes::OIDC_SCOPES;
+use crate::state::AppState;
+use idlink_types::{GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+}
+
+async fn jwks(State(state): State<AppState>) -> Json<Value> {
+    Json(state.tokens.keys().get().jwks().clone())
+}
+
+async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
+    let issuer = &state.tokens.tenant().issuer;
+    let base = &state.public_url;
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{base}/oauth/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM],
+        "response_types_supported": ["token", "id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+        "scopes_supported": OIDC_SCOPES,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "email_verified", "name", "nickname", "picture"],
+    }))
+}

@@ -1,0 +1,22 @@
+//! The idlink server: an Auth0-compatible Management API for users and identity
+//! linking, with the token endpoint and keys that linking needs.
+//!
+//! The request path reads top to bottom: [`http`] (route, extract, authorize with
+//! [`auth`]) → [`domain`] (the rules, pure) → [`store`] (one transaction) → the response,
+//! with every failure an [`error::Error`] mapped to Auth0's error body in one place.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ratelimit;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod testing;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,169 @@
+//! Starting the server: bind, open the store, bootstrap the tenant, serve.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::keys::KeyRing;
+use crate::auth::secrets::ClientSecretCache;
+use crate::auth::tokens::{Tenant, Tokens};
+use crate::bootstrap::{self, AdminClient};
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::store::{self, StoreOptions};
+
+/// Why the server could not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A bound, bootstrapped server, ready to [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    admin: AdminClient,
+    audience: String,
+}
+
+/// `(public_url, api host)` for a server listening on `local_addr`.
+fn public_identity(config: &Config, local_addr: SocketAddr) -> (String, String) {
+    let domain = config
+        .tenant
+        .domain
+        .as_deref()
+        .map(|d| d.trim_end_matches('/'));
+    let public_url = match (&config.public_url, domain) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(domain)) => format!("https://{domain}"),
+        (None, None) => format!("http://{local_addr}"),
+    };
+    let host = domain.map(str::to_owned).unwrap_or_else(|| {
+        let without_scheme = public_url
+            .split_once("://")
+            .map_or(public_url.as_str(), |(_, rest)| rest);
+        without_scheme
+            .split('/')
+            .next()
+            .unwrap_or(without_scheme)
+            .to_owned()
+    });
+    (public_url, host)
+}
+
+impl Server {
+    /// Binds `config.bind`, opens the database (creating and migrating it), bootstraps
+    /// the tenant and builds the application state.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(&config.bind)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        let local_addr = listener.local_addr()?;
+        let (public_url, host) = public_identity(&config, local_addr);
+
+        let store = store::open(&config.database_url, &StoreOptions::default()).await?;
+        let tenant_state = bootstrap::ensure_tenant(store.as_ref(), &config).await?;
+        let tokens_config = &config.tenant.tokens;
+        let max_lifetime = tokens_config
+            .access_token_lifetime
+            .max(tokens_config.id_token_lifetime);
+        let keys = KeyRing::load(store.as_ref(), max_lifetime).await?;
+        let tenant = Tenant {
+            issuer: format!("{public_url}/"),
+            api_audience: format!("https://{host}/api/v2/"),
+            api_audience_http: format!("http://{host}/api/v2/"),
+            userinfo_audience: format!("{public_url}/userinfo"),
+            access_token_lifetime: tokens_config.access_token_lifetime,
+            id_token_lifetime: tokens_config.id_token_lifetime,
+        };
+        let audience = tenant.api_audience.clone();
+
+        if let Some(path) = config.credentials_path() {
+            bootstrap::write_credentials(&path, &tenant_state.admin, &public_url, &audience)?;
+        }
+        let state = AppState {
+            tokens: Tokens::new(tenant, keys, store.clone()),
+            store,
+            connections: Arc::new(tenant_state.connections),
+            client_secrets: ClientSecretCache::default(),
+            rate_limiter: Arc::new(RateLimiter::new(
+                config.tenant.rate_limit.unwrap_or_default(),
+            )),
+            public_url: public_url.into(),
+        };
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            admin: tenant_state.admin,
+            audience,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients reach the server at (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// The Management API audience, `https://{host}/api/v2/`.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The admin client.
+    pub fn admin(&self) -> &AdminClient {
+        &self.admin
+    }
+
+    /// The application state (for tools and benchmarks that use the store directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = crate::http::app(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_follows_public_url_then_domain_then_bind() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mut config = Config::default();
+        assert_eq!(
+            public_identity(&config, addr),
+            ("http://127.0.0.1:8080".into(), "127.0.0.1:8080".into())
+        );
+        config.tenant.domain = Some("t.example.com".into());
+        assert_eq!(
+            public_identity(&config, addr),
+            ("https://t.example.com".into(), "t.example.com".into())
+        );
+        config.tenant.domain = None;
+        config.public_url = Some("https://id.example.com:8443/".into());
+        assert_eq!(
+            public_identity(&config, addr),
+            (
+                "https://id.example.com:8443".into(),
+                "id.example.com:8443".into()
+            )
+        );
+    }
+}

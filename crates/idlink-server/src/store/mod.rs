@@ -1,0 +1,154 @@
+//! Persistence behind one interface. SQL lives below this line, rules above it: the
+//! backends load and lock rows, call the pure rules of [`crate::domain`], and write the
+//! outcome in the same transaction.
+
+mod rows;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
+use crate::domain::users::{UserPatch, UserQuery};
+use crate::error::{Error, Result};
+
+/// An RS256 signing key as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub private_key_pem: String,
+    /// Modulus, base64url.
+    pub public_n: String,
+    /// Exponent, base64url.
+    pub public_e: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None` while it signs.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An application allowed to ask for tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: String,
+    /// argon2id PHC string; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub grant_types: Vec<String>,
+    /// Management API scopes granted to its client-credentials tokens.
+    pub scopes: Vec<String>,
+}
+
+/// The password credential of a database identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub password_hash: String,
+    /// Lowercased email to sign in with.
+    pub login_email: Option<String>,
+    /// Lowercased username to sign in with.
+    pub login_username: Option<String>,
+}
+
+/// What the password grant needs about a database identity.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The user that owns the identity (its primary when linked).
+    pub owner_user_id: String,
+    pub password_hash: String,
+    pub blocked: bool,
+}
+
+/// The storage interface. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// A tenant-wide setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Sets a tenant-wide setting.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Every signing key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
+    /// Adds a signing key and retires the current one (at `key.created_at`).
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<()>;
+
+    /// Every connection.
+    async fn connections(&self) -> Result<Vec<Connection>>;
+    /// Adds a connection unless one of that name exists; returns the stored one.
+    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection>;
+
+    /// One client.
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;
+    /// Creates or replaces a client.
+    async fn put_client(&self, client: &ClientRecord) -> Result<()>;
+
+    /// Creates a user with its single main identity; [`Error::UserExists`] when the
+    /// identity, user id or login name is taken.
+    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()>;
+    /// One user with its identities.
+    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
+    /// A page of users and the total matching.
+    async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)>;
+    /// Applies a patch under lock; [`Error::UserNotFound`] when missing.
+    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord>;
+    /// Deletes a user and every identity linked to it; false when it did not exist.
+    async fn delete_user(&self, user_id: &str) -> Result<bool>;
+
+    /// The database identity signing in as `login` (email or username, any case).
+    async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>>;
+    /// Counts a successful login.
+    async fn record_login(&self, user_id: &str, now: &str) -> Result<()>;
+
+    /// Links the standalone user whose main identity is `target` into `primary_id`;
+    /// returns the primary's identities. See [`crate::domain::linking::plan_link`].
+    async fn link(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        connection_id: Option<&str>,
+    ) -> Result<Vec<Identity>>;
+    /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns
+    /// the primary's remaining identities.
+    async fn unlink(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        now: &str,
+    ) -> Result<Vec<Identity>>;
+}
+
+/// Opens the store a database URL names (`sqlite://…`), applying migrations.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    } else {
+        Err(Error::internal(format!(
+            "unsupported database URL {url:?}: expected sqlite://PATH"
+        )))
+    }
+}
+
+/// Tuning shared by the backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for readers.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8 }
+    }
+}

@@ -1,0 +1,208 @@
+//! Row shapes shared by the backends and their conversion to the domain model. Both
+//! schemas use the same column names and types that decode alike (TEXT, BIGINT/INTEGER,
+//! BOOLEAN/INTEGER), so one mapping serves both.
+
+use idlink_types::UserId;
+use serde_json::{Map, Value};
+
+use crate::domain::model::{Connection, Identity, Profile, UserRecord};
+use crate::error::{Error, Result};
+
+use super::{ClientRecord, SigningKey};
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct UserRow {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub username: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub profile_extra: String,
+    pub user_metadata: String,
+    pub app_metadata: String,
+    pub blocked: bool,
+    pub last_login: Option<String>,
+    pub logins_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The columns of `users`, in the order [`UserColumns`] binds them.
+pub const USER_COLUMNS: &str = "user_id, email, email_lower, email_verified, username, phone_number, \
+     phone_verified, name, given_name, family_name, nickname, picture, profile_extra, user_metadata, \
+     app_metadata, blocked, last_login, logins_count, created_at, updated_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdentityRow {
+    pub owner_user_id: String,
+    pub provider: String,
+    pub identity_user_id: String,
+    pub user_id_is_int: bool,
+    pub connection_id: String,
+    pub connection_name: String,
+    pub is_social: bool,
+    pub profile_data: Option<String>,
+}
+
+pub const IDENTITY_SELECT: &str = "owner_user_id, provider, identity_user_id, user_id_is_int, \
+     connection_id, connection_name, is_social, profile_data";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub strategy: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub grant_types: String,
+    pub scopes: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub private_key_pem: String,
+    pub public_n: String,
+    pub public_e: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+fn json_object(text: &str) -> Result<Map<String, Value>> {
+    serde_json::from_str(text).map_err(Error::internal)
+}
+
+pub fn json_text(map: &Map<String, Value>) -> String {
+    Value::Object(map.clone()).to_string()
+}
+
+impl IdentityRow {
+    pub fn into_identity(self) -> Result<Identity> {
+        let user_id = if self.user_id_is_int {
+            UserId::Integer(self.identity_user_id.parse().map_err(Error::internal)?)
+        } else {
+            UserId::String(self.identity_user_id)
+        };
+        Ok(Identity {
+            provider: self.provider,
+            user_id,
+            connection_id: self.connection_id,
+            connection: self.connection_name,
+            is_social: self.is_social,
+            profile_data: self.profile_data.as_deref().map(json_object).transpose()?,
+        })
+    }
+}
+
+impl UserRow {
+    pub fn into_user(self, identities: Vec<Identity>) -> Result<UserRecord> {
+        Ok(UserRecord {
+            user_id: self.user_id,
+            profile: Profile {
+                email: self.email,
+                email_verified: self.email_verified,
+                username: self.username,
+                phone_number: self.phone_number,
+                phone_verified: self.phone_verified,
+                name: self.name,
+                given_name: self.given_name,
+                family_name: self.family_name,
+                nickname: self.nickname,
+                picture: self.picture,
+                extra: json_object(&self.profile_extra)?,
+            },
+            user_metadata: json_object(&self.user_metadata)?,
+            app_metadata: json_object(&self.app_metadata)?,
+            blocked: self.blocked,
+            last_login: self.last_login,
+            logins_count: self.logins_count,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            identities,
+        })
+    }
+}
+
+/// Groups identity rows (ordered by owner, then position) under their users.
+pub fn assemble(users: Vec<UserRow>, identities: Vec<IdentityRow>) -> Result<Vec<UserRecord>> {
+    let mut by_owner: std::collections::HashMap<String, Vec<Identity>> = Default::default();
+    for row in identities {
+        by_owner
+            .entry(row.owner_user_id.clone())
+            .or_default()
+            .push(row.into_identity()?);
+    }
+    users
+        .into_iter()
+        .map(|row| {
+            let identities = by_owner.remove(&row.user_id).unwrap_or_default();
+            row.into_user(identities)
+        })
+        .collect()
+}
+
+impl From<ConnectionRow> for Connection {
+    fn from(row: ConnectionRow) -> Self {
+        Connection {
+            id: row.id,
+            name: row.name,
+            strategy: row.strategy,
+        }
+    }
+}
+
+impl From<ClientRow> for ClientRecord {
+    fn from(row: ClientRow) -> Self {
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect();
+        ClientRecord {
+            client_id: row.client_id,
+            name: row.name,
+            secret_hash: row.secret_hash,
+            grant_types: words(&row.grant_types),
+            scopes: words(&row.scopes),
+        }
+    }
+}
+
+impl From<SigningKeyRow> for SigningKey {
+    fn from(row: SigningKeyRow) -> Self {
+        SigningKey {
+            kid: row.kid,
+            private_key_pem: row.private_key_pem,
+            public_n: row.public_n,
+            public_e: row.public_e,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+        }
+    }
+}
+
+/// A user's column values, ready to bind in [`USER_COLUMNS`] order.
+pub struct UserColumns {
+    pub email_lower: Option<String>,
+    pub profile_extra: String,
+    pub user_metadata: String,
+    pub app_metadata: String,
+}
+
+impl UserColumns {
+    pub fn of(user: &UserRecord) -> Self {
+        UserColumns {
+            email_lower: user.profile.email.as_deref().map(str::to_lowercase),
+            profile_extra: json_text(&user.profile.extra),
+            user_metadata: json_text(&user.user_metadata),
+            app_metadata: json_text(&user.app_metadata),
+        }
+    }
+}

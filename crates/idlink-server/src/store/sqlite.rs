@@ -1,0 +1,526 @@
+//! The SQLite backend: one file, WAL mode.
+//!
+//! All writes go through a pool of exactly one connection, so writers queue in-process
+//! (cheap, fair) instead of spinning on SQLite's busy handler; each write transaction
+//! starts `IMMEDIATE`, taking the write lock before it reads. Readers have their own pool
+//! and, thanks to WAL, never wait for the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::rows::{
+    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, SigningKeyRow, USER_COLUMNS,
+    UserColumns, UserRow,
+};
+use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use crate::domain::linking;
+use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
+use crate::domain::users::{SearchField, UserPatch, UserQuery};
+use crate::error::{Error, Result};
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+/// Maps a unique-constraint violation to `conflict`, anything else to an internal error.
+fn unique_as(conflict: Error) -> impl FnOnce(sqlx::Error) -> Error {
+    move |err| match err.as_database_error() {
+        Some(db) if db.is_unique_violation() => conflict,
+        _ => Error::from(err),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a commit survives a process crash (kill -9); only an
+            // OS crash or power loss may lose the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(Error::internal)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(Self { reader, writer })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn load_user(conn: &mut SqliteConnection, user_id: &str) -> Result<Option<UserRecord>> {
+    let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = ?")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let identities = sqlx::query_as::<_, IdentityRow>(&format!(
+        "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id = ? ORDER BY position"
+    ))
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(IdentityRow::into_identity)
+    .collect::<Result<_>>()?;
+    row.into_user(identities).map(Some)
+}
+
+/// Who owns the identity `key`, and at which position.
+async fn identity_owner(
+    conn: &mut SqliteConnection,
+    key: &IdentityKey,
+) -> Result<Option<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT owner_user_id, position FROM identities WHERE provider = ? AND identity_user_id = ?",
+    )
+    .bind(&key.provider)
+    .bind(&key.user_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    sqlx::query(&format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(&user.user_id)
+    .bind(&p.email)
+    .bind(&cols.email_lower)
+    .bind(p.email_verified)
+    .bind(&p.username)
+    .bind(&p.phone_number)
+    .bind(p.phone_verified)
+    .bind(&p.name)
+    .bind(&p.given_name)
+    .bind(&p.family_name)
+    .bind(&p.nickname)
+    .bind(&p.picture)
+    .bind(&cols.profile_extra)
+    .bind(&cols.user_metadata)
+    .bind(&cols.app_metadata)
+    .bind(user.blocked)
+    .bind(&user.last_login)
+    .bind(user.logins_count)
+    .bind(&user.created_at)
+    .bind(&user.updated_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(unique_as(Error::UserExists))?;
+    Ok(())
+}
+
+async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    sqlx::query(
+        "UPDATE users SET email = ?, email_lower = ?, email_verified = ?, username = ?, \
+         phone_number = ?, phone_verified = ?, name = ?, given_name = ?, family_name = ?, \
+         nickname = ?, picture = ?, profile_extra = ?, user_metadata = ?, app_metadata = ?, \
+         blocked = ?, updated_at = ? WHERE user_id = ?",
+    )
+    .bind(&p.email)
+    .bind(&cols.email_lower)
+    .bind(p.email_verified)
+    .bind(&p.username)
+    .bind(&p.phone_number)
+    .bind(p.phone_verified)
+    .bind(&p.name)
+    .bind(&p.given_name)
+    .bind(&p.family_name)
+    .bind(&p.nickname)
+    .bind(&p.picture)
+    .bind(&cols.profile_extra)
+    .bind(&cols.user_metadata)
+    .bind(&cols.app_metadata)
+    .bind(user.blocked)
+    .bind(&user.updated_at)
+    .bind(&user.user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn push_search(builder: &mut QueryBuilder<'_, Sqlite>, query: &UserQuery) {
+    builder.push(" WHERE 1 = 1");
+    for term in &query.terms {
+        let column = match term.field {
+            SearchField::Email => {
+                builder
+                    .push(" AND u.email_lower = ")
+                    .push_bind(term.value.to_lowercase());
+                continue;
+            }
+            SearchField::IdentityConnection | SearchField::IdentityProvider => {
+                let column = if term.field == SearchField::IdentityConnection {
+                    "connection_name"
+                } else {
+                    "provider"
+                };
+                builder
+                    .push(format!(
+                        " AND EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id AND i.{column} = "
+                    ))
+                    .push_bind(term.value.clone())
+                    .push(")");
+                continue;
+            }
+            SearchField::UserId => "user_id",
+            SearchField::Name => "name",
+            SearchField::Username => "username",
+            SearchField::Nickname => "nickname",
+            SearchField::GivenName => "given_name",
+            SearchField::FamilyName => "family_name",
+        };
+        builder
+            .push(format!(" AND u.{column} = "))
+            .push_bind(term.value.clone());
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let rows: Vec<SigningKeyRow> =
+            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(SigningKey::from).collect())
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_key_pem, public_n, public_e, created_at, retired_at) \
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_key_pem)
+        .bind(&key.public_n)
+        .bind(&key.public_e)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn connections(&self) -> Result<Vec<Connection>> {
+        let rows: Vec<ConnectionRow> =
+            sqlx::query_as("SELECT id, name, strategy FROM connections ORDER BY created_at, name")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(Connection::from).collect())
+    }
+
+    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO connections (id, name, strategy, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&connection.id)
+        .bind(&connection.name)
+        .bind(&connection.strategy)
+        .bind(crate::clock::unix_now())
+        .execute(&mut *tx)
+        .await?;
+        let row: ConnectionRow =
+            sqlx::query_as("SELECT id, name, strategy FROM connections WHERE name = ?")
+                .bind(&connection.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
+        let row: Option<ClientRow> = sqlx::query_as(
+            "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients WHERE client_id = ?",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(ClientRecord::from))
+    }
+
+    async fn put_client(&self, client: &ClientRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, \
+             secret_hash = excluded.secret_hash, grant_types = excluded.grant_types, scopes = excluded.scopes",
+        )
+        .bind(&client.client_id)
+        .bind(&client.name)
+        .bind(&client.secret_hash)
+        .bind(client.grant_types.join(" "))
+        .bind(client.scopes.join(" "))
+        .bind(crate::clock::unix_now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
+        let identity = user
+            .identities
+            .first()
+            .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
+        let mut tx = self.begin_write().await?;
+        insert_user(&mut tx, user).await?;
+        sqlx::query(
+            "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
+             connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
+             VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)",
+        )
+        .bind(&identity.provider)
+        .bind(identity.user_id.as_string())
+        .bind(matches!(identity.user_id, idlink_types::UserId::Integer(_)))
+        .bind(&user.user_id)
+        .bind(&identity.connection_id)
+        .bind(&identity.connection)
+        .bind(identity.is_social)
+        .bind(credential.map(|c| &c.password_hash))
+        .bind(credential.and_then(|c| c.login_email.as_ref()))
+        .bind(credential.and_then(|c| c.login_username.as_ref()))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_as(Error::UserExists))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        load_user(&mut conn, user_id).await
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
+        let mut conn = self.reader.acquire().await?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users u");
+        push_search(&mut count, query);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+
+        let mut select = QueryBuilder::<Sqlite>::new("SELECT u.* FROM users u");
+        push_search(&mut select, query);
+        select
+            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        let users: Vec<UserRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+        if users.is_empty() {
+            return Ok((Vec::new(), total.unsigned_abs()));
+        }
+        let mut ids = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id IN ("
+        ));
+        let mut separated = ids.separated(", ");
+        for user in &users {
+            separated.push_bind(user.user_id.clone());
+        }
+        ids.push(") ORDER BY owner_user_id, position");
+        let identities: Vec<IdentityRow> = ids.build_query_as().fetch_all(&mut *conn).await?;
+        Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
+    }
+
+    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
+        let mut tx = self.begin_write().await?;
+        let mut user = load_user(&mut tx, user_id)
+            .await?
+            .ok_or(Error::UserNotFound)?;
+        patch.apply(&mut user, now);
+        write_user(&mut tx, &user).await?;
+        // The main identity's credential follows the root email and the new password.
+        if patch.email.is_some() || patch.password_hash.is_some() {
+            sqlx::query(
+                "UPDATE identities SET login_email = ?, password_hash = COALESCE(?, password_hash) \
+                 WHERE owner_user_id = ? AND position = 0 AND password_hash IS NOT NULL",
+            )
+            .bind(user.profile.email.as_deref().map(str::to_lowercase))
+            .bind(&patch.password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_as(Error::UserExists))?;
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
+        let login = login.to_lowercase();
+        let row: Option<(String, String, bool)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+             JOIN users u ON u.user_id = i.owner_user_id \
+             WHERE i.connection_id = ? AND (i.login_email = ? OR i.login_username = ?) \
+             AND i.password_hash IS NOT NULL LIMIT 1",
+        )
+        .bind(connection_id)
+        .bind(&login)
+        .bind(&login)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
+            owner_user_id,
+            password_hash,
+            blocked,
+        }))
+    }
+
+    async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET last_login = ?, logins_count = logins_count + 1 WHERE user_id = ?",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn link(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        connection_id: Option<&str>,
+    ) -> Result<Vec<Identity>> {
+        let mut tx = self.begin_write().await?;
+        let primary = load_user(&mut tx, primary_id)
+            .await?
+            .ok_or(Error::UserNotFound)?;
+        let secondary = match identity_owner(&mut tx, target).await? {
+            Some((owner, 0)) if owner != primary.user_id => load_user(&mut tx, &owner).await?,
+            _ => None,
+        };
+        let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+        for (offset, identity) in plan.moved.iter().enumerate() {
+            let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
+            sqlx::query(
+                "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
+                 WHERE provider = ? AND identity_user_id = ?",
+            )
+            .bind(&primary.user_id)
+            .bind(position)
+            .bind(identity.profile_data.as_ref().map(rows::json_text))
+            .bind(&identity.provider)
+            .bind(identity.user_id.as_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM users WHERE user_id = ?")
+            .bind(&plan.secondary_user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE users SET updated_at = ? WHERE user_id = ?")
+            .bind(crate::clock::now_iso())
+            .bind(&primary.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(plan.identities)
+    }
+
+    async fn unlink(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        now: &str,
+    ) -> Result<Vec<Identity>> {
+        let mut tx = self.begin_write().await?;
+        let primary = load_user(&mut tx, primary_id)
+            .await?
+            .ok_or(Error::UserNotFound)?;
+        let plan = linking::plan_unlink(&primary, target, now)?;
+        insert_user(&mut tx, &plan.new_user).await?;
+        sqlx::query(
+            "UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
+             WHERE provider = ? AND identity_user_id = ?",
+        )
+        .bind(&plan.new_user.user_id)
+        .bind(&plan.removed.provider)
+        .bind(plan.removed.user_id.as_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?",
+        )
+        .bind(&primary.user_id)
+        .bind(i64::try_from(plan.position).map_err(Error::internal)?)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE users SET updated_at = ? WHERE user_id = ?")
+            .bind(now)
+            .bind(&primary.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(plan.remaining)
+    }
+}

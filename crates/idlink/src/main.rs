@@ -1,0 +1,156 @@
+//! `idlink`: serve the Auth0-compatible API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use idlink_server::Server;
+use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
+use idlink_server::ratelimit::RateLimit;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idlink",
+    version,
+    about = "Auth0-compatible users, tokens and account linking"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (zero configuration: SQLite file `idlink.db`, port 8080).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IDLINK_BIND", default_value = DEFAULT_BIND)]
+    bind: String,
+    /// Database URL: sqlite://PATH (created if missing).
+    #[arg(long = "db", env = "IDLINK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Optional TOML file: domain, token lifetimes, connections, clients, rate limit.
+    #[arg(long, env = "IDLINK_CONFIG")]
+    config: Option<PathBuf>,
+    /// The URL clients reach this server at; tokens are issued by `<public-url>/`.
+    /// Default: https://<domain> when the config sets one, else http://<bind>.
+    #[arg(long, env = "IDLINK_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Management API rate limit: free, enterprise, off, or BURST/RATE_PER_SECOND.
+    #[arg(long, env = "IDLINK_RATE_LIMIT")]
+    rate_limit: Option<RateLimit>,
+    /// Pin the admin client's id (with --admin-client-secret).
+    #[arg(long, env = "IDLINK_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
+    admin_client_id: Option<String>,
+    /// Pin the admin client's secret.
+    #[arg(
+        long,
+        env = "IDLINK_ADMIN_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "admin_client_id"
+    )]
+    admin_client_secret: Option<String>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<Config, String> {
+        let mut tenant = match &self.config {
+            Some(path) => TenantConfig::load(path)?,
+            None => TenantConfig::default(),
+        };
+        if self.rate_limit.is_some() {
+            tenant.rate_limit = self.rate_limit;
+        }
+        Ok(Config {
+            bind: self.bind,
+            database_url: self.database_url,
+            public_url: self.public_url,
+            admin_client_id: self.admin_client_id,
+            admin_client_secret: self.admin_client_secret,
+            credentials_file: None,
+            print_credentials: true,
+            tenant,
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = args.into_config()?;
+    let print = config.print_credentials;
+    let credentials_path = config.credentials_path();
+    let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+    let admin = server.admin();
+    println!(
+        "idlink listening on {} ({})",
+        server.local_addr(),
+        server.public_url()
+    );
+    println!("  token endpoint:  {}/oauth/token", server.public_url());
+    println!("  API audience:    {}", server.audience());
+    println!("  admin client id: {}", admin.client_id);
+    if let (true, Some(secret)) = (print, &admin.generated_secret) {
+        println!("  admin secret:    {secret}   (shown once; stored hashed)");
+        if let Some(path) = &credentials_path {
+            println!("  credentials written to {} (mode 0600)", path.display());
+        }
+    }
+    server
+        .serve(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("idlink: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idlink: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
