@@ -190,7 +190,7 @@ impl Error {
 ///
 /// ```no_run
 /// # async fn run(client: idlink_client::ManagementClient) {
-/// if let Err(e) = client.users().get("auth0|nobody").await {
+/// if let Err(e) = client.users().get("auth0|nobody", None).await {
 ///     let api = e.api_error().expect("an HTTP answer");
 ///     println!("{} {:?} {} {}", api.status_code(), api.error_code(), api.message(), api.body());
 /// }
@@ -332,7 +332,7 @@ impl fmt::Display for ApiError {
 ///
 /// ```no_run
 /// # async fn run(client: idlink_client::ManagementClient) {
-/// if let Err(idlink_client::Error::Decode(d)) = client.users().get("auth0|abc").await {
+/// if let Err(idlink_client::Error::Decode(d)) = client.users().get("auth0|abc", None).await {
 ///     eprintln!("bad field at {}: {}", d.path(), d.body());
 /// }
 /// # }

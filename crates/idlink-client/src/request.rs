@@ -79,9 +79,11 @@ pub struct WithRawResponse<T> {
 ///
 /// ```no_run
 /// # async fn run(client: idlink_client::ManagementClient) -> idlink_client::Result<()> {
-/// /// use idlink_client::RequestOptions;
+/// use std::time::Duration;
+/// use idlink_client::RequestOptions;
 ///
 /// let request = client.users().get("auth0|5f7c8ec7c33c6c004bbafe82", None);
+/// // `request` is a value: nothing was sent yet.
 /// // Options can also be given after the fact:
 /// let user = request.options(RequestOptions::new().timeout(Duration::from_secs(3))).await?;
 /// # Ok(()) }

@@ -118,7 +118,7 @@ impl<F> FnTokenProvider<F> {
     /// Wraps `f`, an `Fn() -> impl Future<Output = Result<impl Into<SecretString>>>`.
     ///
     /// ```
-    /// let p = idlink_client::FnTokenProvider::new(|| async { Ok("t") });
+    /// let p = idlink_client::FnTokenProvider::new(|| async { Ok::<_, idlink_client::Error>("t") });
     /// ```
     pub fn new(f: F) -> Self {
         Self { f }
