@@ -2,10 +2,12 @@
 //! backends load and lock rows, call the pure rules of [`crate::domain`], and write the
 //! outcome in the same transaction.
 
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -129,13 +131,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Identity>>;
 }
 
-/// Opens the store a database URL names (`sqlite://…`), applying migrations.
+/// Opens the store a database URL names (`sqlite://…`, `postgres://…` or
+/// `postgresql://…`), applying migrations.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
     } else {
         Err(Error::internal(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
+            "unsupported database URL {:?}: expected sqlite://PATH or postgres://…",
+            postgres::redact_url(url)
         )))
     }
 }
@@ -143,12 +149,25 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
 /// Tuning shared by the backends.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Connections for readers.
+    /// Pool size: connections for readers (SQLite) or in all (PostgreSQL).
     pub max_connections: u32,
+    /// PostgreSQL: statements running longer are cancelled (`statement_timeout`);
+    /// `None` keeps the server's setting.
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL: how many times to retry the first connection at start-up (1 s
+    /// apart, doubling up to 10 s), so instances can start before the database.
+    pub connect_retries: u32,
+    /// PostgreSQL: how long a request waits for a free pooled connection.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8 }
+        Self {
+            max_connections: 8,
+            statement_timeout: Some(Duration::from_secs(30)),
+            connect_retries: 5,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }

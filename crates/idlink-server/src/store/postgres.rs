@@ -1,0 +1,916 @@
+//! The PostgreSQL backend: many stateless instances on one database.
+//!
+//! Every write is one transaction at READ COMMITTED (PostgreSQL's default). Link and
+//! unlink lock the `users` rows they are about to change with `SELECT … FOR UPDATE`,
+//! always in ascending `user_id` order, before they read the identities those users
+//! own. An identity changes owner only while its owner's row is locked (link, unlink,
+//! delete all lock it first), so once the locks are held the rows read next are stable
+//! until commit, and the pure rules of [`crate::domain::linking`] decide on exactly what
+//! will be written. The primary key of `identities` is the ownership guard underneath.
+//!
+//! Under READ COMMITTED each statement sees what was committed before it started, so a
+//! transaction that waited for a lock reads the winner's result (a secondary already
+//! linked elsewhere answers 400 `inexistent_user`, exactly as on SQLite). Engines that
+//! run the same SQL at a stronger isolation (CockroachDB: SERIALIZABLE; YugabyteDB:
+//! snapshot) report such races as serialization failures (`40001`) instead; those and
+//! deadlocks (`40P01`) restart the whole transaction, a bounded number of times, inside
+//! the store. See `docs/scaling.md`.
+//!
+//! Queries are built at run time (`sqlx::query`/`query_as` with `FromRow`): the checked
+//! macros bind one database per crate, and both backends share the row types of
+//! [`super::rows`]; both are exercised by the same end-to-end suite.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
+
+use super::rows::{
+    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, SigningKeyRow, USER_COLUMNS,
+    UserColumns, UserRow,
+};
+use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use crate::domain::linking;
+use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
+use crate::domain::users::{SearchField, UserPatch, UserQuery};
+use crate::error::{Error, Result};
+
+/// The embedded migrations. sqlx's migrator holds a PostgreSQL advisory lock (keyed
+/// by the database name) while it checks and applies them, so instances starting
+/// together apply each migration once; the others wait, then find nothing to do.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Attempts of one transaction before giving up on transient failures.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// How long `ping` (and so `GET /health`) waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Whether a failed connection attempt is worth repeating (the server is down,
+/// starting, or out of connection slots), as opposed to a wrong URL or password.
+fn connect_error_is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // cannot_connect_now (starting up / shutting down), too_many_connections,
+            // admin_shutdown, crash_shutdown
+            Some("57P03" | "53300" | "57P01" | "57P02")
+        ),
+        _ => false,
+    }
+}
+
+/// Serialization failure or deadlock: the transaction may succeed when run again.
+fn is_transient(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(&*code, "40001" | "40P01"))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// Why one attempt of a transaction ended early.
+#[derive(Debug)]
+enum Attempt {
+    /// The database said no; [`settle`] decides whether to try again.
+    Db(sqlx::Error),
+    /// A rule said no: the request's answer.
+    Rule(Error),
+    /// A row we meant to lock changed owner between the read and the lock.
+    Moved,
+}
+
+impl From<sqlx::Error> for Attempt {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+impl From<Error> for Attempt {
+    fn from(err: Error) -> Self {
+        Self::Rule(err)
+    }
+}
+
+/// What a unique violation means for a transaction.
+#[derive(Debug, Clone, Copy)]
+enum OnUnique {
+    /// A bug or an impossible state: an internal error.
+    Internal,
+    /// The request's answer, e.g. 409 for a taken user id.
+    Answer(fn() -> Error),
+    /// A race with a concurrent writer: run again (the next attempt sees the winner and
+    /// answers as the rules say); when attempts run out, answer this.
+    Retry(fn() -> Error),
+}
+
+/// What to do after an attempt.
+enum Next<T> {
+    Done(Result<T>),
+    Again(&'static str),
+}
+
+fn settle<T>(outcome: Result<T, Attempt>, on_unique: OnUnique, attempt: u32) -> Next<T> {
+    let last = attempt >= MAX_ATTEMPTS;
+    let again = |reason: &'static str, exhausted: Error| {
+        if last {
+            Next::Done(Err(exhausted))
+        } else {
+            Next::Again(reason)
+        }
+    };
+    match outcome {
+        Ok(value) => Next::Done(Ok(value)),
+        Err(Attempt::Rule(err)) => Next::Done(Err(err)),
+        Err(Attempt::Moved) => again(
+            "an identity changed owner while locking",
+            Error::internal(format!(
+                "gave up after {attempt} attempts: identity kept moving"
+            )),
+        ),
+        Err(Attempt::Db(err)) if is_transient(&err) => {
+            let reason = if err
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| code == "40P01")
+            {
+                "deadlock detected"
+            } else {
+                "serialization failure"
+            };
+            again(
+                reason,
+                Error::internal(format!("gave up after {attempt} attempts: {err}")),
+            )
+        }
+        Err(Attempt::Db(err)) if is_unique_violation(&err) => match on_unique {
+            OnUnique::Internal => Next::Done(Err(err.into())),
+            OnUnique::Answer(answer) => Next::Done(Err(answer())),
+            OnUnique::Retry(answer) => again("unique violation in a race", answer()),
+        },
+        Err(Attempt::Db(err)) => Next::Done(Err(err.into())),
+    }
+}
+
+/// Sleeps a little before attempt `attempt + 1`: a few milliseconds, growing, with
+/// jitter so that the transactions that collided do not collide again.
+async fn back_off(attempt: u32, reason: &str) {
+    use rand::Rng;
+    let base = 2u64.saturating_pow(attempt.min(6));
+    let millis = rand::thread_rng().gen_range(base..=base * 3);
+    tracing::debug!(attempt, reason, millis, "retrying transaction");
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}
+
+/// Runs `$body` (an expression using `$conn: &mut PgConnection`, evaluating to a
+/// future of `Result<T, Attempt>`) in a transaction, committing on success, and runs
+/// the whole transaction again on transient failures (see [`settle`]).
+macro_rules! transaction {
+    ($store:expr, $on_unique:expr, |$conn:ident| $body:expr) => {{
+        let mut attempt: u32 = 1;
+        loop {
+            let outcome: Result<_, Attempt> = async {
+                let mut tx = $store.pool.begin().await?;
+                let value = {
+                    let $conn: &mut PgConnection = &mut tx;
+                    $body.await?
+                };
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match settle(outcome, $on_unique, attempt) {
+                Next::Done(result) => break result,
+                Next::Again(reason) => {
+                    back_off(attempt, reason).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }};
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (retrying while it is unreachable, as
+    /// `options.connect_retries` allows), applies migrations under the migrator's
+    /// advisory lock, and opens the pool.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("idlink");
+
+        // Migrations run on a connection of their own that is closed afterwards: the
+        // advisory lock is session-level, so even a migration that fails half-way can
+        // never leave it held by a pooled connection.
+        let mut conn = connect_with_retries(&connect, url, options.connect_retries).await?;
+        let migrated = MIGRATOR.run(&mut conn).await;
+        let _ = conn.close().await;
+        migrated.map_err(|err| {
+            Error::internal(format!("migrating {} failed: {err}", redact_url(url)))
+        })?;
+
+        let statement_timeout = options.statement_timeout;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if let Some(timeout) = statement_timeout {
+                        let millis = timeout.as_millis().max(1);
+                        conn.execute(format!("SET statement_timeout = {millis}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tools and tests that inspect the database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn connect_with_retries(
+    connect: &PgConnectOptions,
+    url: &str,
+    retries: u32,
+) -> Result<PgConnection> {
+    let mut delay = Duration::from_secs(1);
+    let mut attempt = 0;
+    loop {
+        match PgConnection::connect_with(connect).await {
+            Ok(conn) => return Ok(conn),
+            Err(err) if attempt < retries && connect_error_is_transient(&err) => {
+                attempt += 1;
+                tracing::warn!(
+                    database = %redact_url(url),
+                    error = %err,
+                    "database unreachable; retry {attempt}/{retries} in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => {
+                return Err(Error::internal(format!(
+                    "cannot connect to {}: {err}",
+                    redact_url(url)
+                )));
+            }
+        }
+    }
+}
+
+/// Locks the user row `user_id` (`SELECT … FOR UPDATE`); false when it does not exist.
+async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool, Attempt> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT user_id FROM users WHERE user_id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+async fn load_user(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserRecord>> {
+    let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let identities = sqlx::query_as::<_, IdentityRow>(&format!(
+        "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id = $1 ORDER BY position"
+    ))
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(IdentityRow::into_identity)
+    .collect::<Result<_>>()?;
+    row.into_user(identities).map(Some)
+}
+
+/// Who owns the identity `key`, and at which position; `lock` also locks its row.
+async fn identity_owner(
+    conn: &mut PgConnection,
+    key: &IdentityKey,
+    lock: bool,
+) -> Result<Option<(String, i64)>> {
+    let sql = if lock {
+        "SELECT owner_user_id, position FROM identities \
+         WHERE provider = $1 AND identity_user_id = $2 FOR UPDATE"
+    } else {
+        "SELECT owner_user_id, position FROM identities \
+         WHERE provider = $1 AND identity_user_id = $2"
+    };
+    Ok(sqlx::query_as(sql)
+        .bind(&key.provider)
+        .bind(&key.user_id)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    sqlx::query(&format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    ))
+    .bind(&user.user_id)
+    .bind(&p.email)
+    .bind(&cols.email_lower)
+    .bind(p.email_verified)
+    .bind(&p.username)
+    .bind(&p.phone_number)
+    .bind(p.phone_verified)
+    .bind(&p.name)
+    .bind(&p.given_name)
+    .bind(&p.family_name)
+    .bind(&p.nickname)
+    .bind(&p.picture)
+    .bind(&cols.profile_extra)
+    .bind(&cols.user_metadata)
+    .bind(&cols.app_metadata)
+    .bind(user.blocked)
+    .bind(&user.last_login)
+    .bind(user.logins_count)
+    .bind(&user.created_at)
+    .bind(&user.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    sqlx::query(
+        "UPDATE users SET email = $1, email_lower = $2, email_verified = $3, username = $4, \
+         phone_number = $5, phone_verified = $6, name = $7, given_name = $8, family_name = $9, \
+         nickname = $10, picture = $11, profile_extra = $12, user_metadata = $13, \
+         app_metadata = $14, blocked = $15, updated_at = $16 WHERE user_id = $17",
+    )
+    .bind(&p.email)
+    .bind(&cols.email_lower)
+    .bind(p.email_verified)
+    .bind(&p.username)
+    .bind(&p.phone_number)
+    .bind(p.phone_verified)
+    .bind(&p.name)
+    .bind(&p.given_name)
+    .bind(&p.family_name)
+    .bind(&p.nickname)
+    .bind(&p.picture)
+    .bind(&cols.profile_extra)
+    .bind(&cols.user_metadata)
+    .bind(&cols.app_metadata)
+    .bind(user.blocked)
+    .bind(&user.updated_at)
+    .bind(&user.user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn push_search(builder: &mut QueryBuilder<'_, Postgres>, query: &UserQuery) {
+    builder.push(" WHERE 1 = 1");
+    for term in &query.terms {
+        let column = match term.field {
+            SearchField::Email => {
+                builder
+                    .push(" AND u.email_lower = ")
+                    .push_bind(term.value.to_lowercase());
+                continue;
+            }
+            SearchField::IdentityConnection | SearchField::IdentityProvider => {
+                let column = if term.field == SearchField::IdentityConnection {
+                    "connection_name"
+                } else {
+                    "provider"
+                };
+                builder
+                    .push(format!(
+                        " AND EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id AND i.{column} = "
+                    ))
+                    .push_bind(term.value.clone())
+                    .push(")");
+                continue;
+            }
+            SearchField::UserId => "user_id",
+            SearchField::Name => "name",
+            SearchField::Username => "username",
+            SearchField::Nickname => "nickname",
+            SearchField::GivenName => "given_name",
+            SearchField::FamilyName => "family_name",
+        };
+        builder
+            .push(format!(" AND u.{column} = "))
+            .push_bind(term.value.clone());
+    }
+}
+
+async fn add_signing_key_once(conn: &mut PgConnection, key: &SigningKey) -> Result<(), Attempt> {
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        .bind(key.created_at)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_key_pem, public_n, public_e, created_at, retired_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(&key.kid)
+    .bind(&key.private_key_pem)
+    .bind(&key.public_n)
+    .bind(&key.public_e)
+    .bind(key.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn ensure_connection_once(
+    conn: &mut PgConnection,
+    connection: &Connection,
+) -> Result<Connection, Attempt> {
+    sqlx::query(
+        "INSERT INTO connections (id, name, strategy, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&connection.id)
+    .bind(&connection.name)
+    .bind(&connection.strategy)
+    .bind(crate::clock::unix_now())
+    .execute(&mut *conn)
+    .await?;
+    let row: ConnectionRow =
+        sqlx::query_as("SELECT id, name, strategy FROM connections WHERE name = $1")
+            .bind(&connection.name)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(row.into())
+}
+
+async fn create_user_once(
+    conn: &mut PgConnection,
+    user: &UserRecord,
+    identity: &Identity,
+    credential: Option<&Credential>,
+) -> Result<(), Attempt> {
+    insert_user(conn, user).await?;
+    sqlx::query(
+        "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
+         connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
+         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, NULL, $8, $9, $10)",
+    )
+    .bind(&identity.provider)
+    .bind(identity.user_id.as_string())
+    .bind(matches!(identity.user_id, idlink_types::UserId::Integer(_)))
+    .bind(&user.user_id)
+    .bind(&identity.connection_id)
+    .bind(&identity.connection)
+    .bind(identity.is_social)
+    .bind(credential.map(|c| &c.password_hash))
+    .bind(credential.and_then(|c| c.login_email.as_ref()))
+    .bind(credential.and_then(|c| c.login_username.as_ref()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn update_user_once(
+    conn: &mut PgConnection,
+    user_id: &str,
+    patch: &UserPatch,
+    now: &str,
+) -> Result<UserRecord, Attempt> {
+    if !lock_user(conn, user_id).await? {
+        return Err(Error::UserNotFound.into());
+    }
+    let mut user = load_user(conn, user_id).await?.ok_or(Error::UserNotFound)?;
+    patch.apply(&mut user, now);
+    write_user(conn, &user).await?;
+    // The main identity's credential follows the root email and the new password.
+    if patch.email.is_some() || patch.password_hash.is_some() {
+        sqlx::query(
+            "UPDATE identities SET login_email = $1, password_hash = COALESCE($2, password_hash) \
+             WHERE owner_user_id = $3 AND position = 0 AND password_hash IS NOT NULL",
+        )
+        .bind(user.profile.email.as_deref().map(str::to_lowercase))
+        .bind(&patch.password_hash)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(user)
+}
+
+/// One attempt at a link; see the module documentation for the locking protocol.
+async fn link_once(
+    conn: &mut PgConnection,
+    primary_id: &str,
+    target: &IdentityKey,
+    connection_id: Option<&str>,
+) -> Result<Vec<Identity>, Attempt> {
+    // 1. Whose main identity is the target now (unlocked read)? Only a standalone
+    //    user's main identity can be linked, so only that user needs locking.
+    let seen = identity_owner(conn, target, false).await?;
+    let mut to_lock: Vec<&str> = vec![primary_id];
+    if let Some((owner, 0)) = &seen {
+        if owner != primary_id {
+            to_lock.push(owner);
+        }
+    }
+    // 2. Lock the users in ascending user_id order: two links that involve the same
+    //    two users (in either role) queue instead of deadlocking.
+    to_lock.sort_unstable();
+    let mut primary_exists = false;
+    for user_id in &to_lock {
+        let exists = lock_user(conn, user_id).await?;
+        if *user_id == primary_id {
+            primary_exists = exists;
+        }
+    }
+    if !primary_exists {
+        return Err(Error::UserNotFound.into());
+    }
+    // 3. Re-read the target under lock. If it became the main identity of a user we
+    //    did not lock (unlinked, or created, in between), start over.
+    let owner = identity_owner(conn, target, true).await?;
+    if let Some((owner_id, 0)) = &owner {
+        if !to_lock.contains(&owner_id.as_str()) {
+            return Err(Attempt::Moved);
+        }
+    }
+    // 4. Everything involved is locked: read it and let the rules decide.
+    let primary = load_user(conn, primary_id)
+        .await?
+        .ok_or(Error::UserNotFound)?;
+    let secondary = match &owner {
+        Some((owner_id, 0)) if *owner_id != primary.user_id => load_user(conn, owner_id).await?,
+        _ => None,
+    };
+    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+    for (offset, identity) in plan.moved.iter().enumerate() {
+        let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
+        sqlx::query(
+            "UPDATE identities SET owner_user_id = $1, position = $2, profile_data = $3 \
+             WHERE provider = $4 AND identity_user_id = $5",
+        )
+        .bind(&primary.user_id)
+        .bind(position)
+        .bind(identity.profile_data.as_ref().map(rows::json_text))
+        .bind(&identity.provider)
+        .bind(identity.user_id.as_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DELETE FROM users WHERE user_id = $1")
+        .bind(&plan.secondary_user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
+        .bind(crate::clock::now_iso())
+        .bind(&primary.user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(plan.identities)
+}
+
+/// One attempt at an unlink: only the primary is locked (the recreated user is new).
+async fn unlink_once(
+    conn: &mut PgConnection,
+    primary_id: &str,
+    target: &IdentityKey,
+    now: &str,
+) -> Result<Vec<Identity>, Attempt> {
+    if !lock_user(conn, primary_id).await? {
+        return Err(Error::UserNotFound.into());
+    }
+    let primary = load_user(conn, primary_id)
+        .await?
+        .ok_or(Error::UserNotFound)?;
+    let plan = linking::plan_unlink(&primary, target, now)?;
+    insert_user(conn, &plan.new_user).await?;
+    sqlx::query(
+        "UPDATE identities SET owner_user_id = $1, position = 0, profile_data = NULL \
+         WHERE provider = $2 AND identity_user_id = $3",
+    )
+    .bind(&plan.new_user.user_id)
+    .bind(&plan.removed.provider)
+    .bind(plan.removed.user_id.as_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE identities SET position = position - 1 WHERE owner_user_id = $1 AND position > $2",
+    )
+    .bind(&primary.user_id)
+    .bind(i64::try_from(plan.position).map_err(Error::internal)?)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
+        .bind(now)
+        .bind(&primary.user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(plan.remaining)
+}
+
+async fn execute(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<u64, Attempt> {
+    Ok(query.execute(&mut *conn).await?.rows_affected())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(done) => {
+                done?;
+                Ok(())
+            }
+            Err(_) => Err(Error::internal("database ping timed out")),
+        }
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| execute(
+            conn,
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+        ))?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let rows: Vec<SigningKeyRow> =
+            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(SigningKey::from).collect())
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| add_signing_key_once(
+            conn, key
+        ))
+    }
+
+    async fn connections(&self) -> Result<Vec<Connection>> {
+        let rows: Vec<ConnectionRow> =
+            sqlx::query_as("SELECT id, name, strategy FROM connections ORDER BY created_at, name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(Connection::from).collect())
+    }
+
+    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection> {
+        // A racing instance may insert the same name first: retrying reads its row.
+        transaction!(
+            self,
+            OnUnique::Retry(|| Error::internal("connection insert kept colliding")),
+            |conn| ensure_connection_once(conn, connection)
+        )
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
+        let row: Option<ClientRow> = sqlx::query_as(
+            "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(ClientRecord::from))
+    }
+
+    async fn put_client(&self, client: &ClientRecord) -> Result<()> {
+        let grant_types = client.grant_types.join(" ");
+        let scopes = client.scopes.join(" ");
+        transaction!(self, OnUnique::Internal, |conn| {
+            execute(
+            conn,
+            sqlx::query(
+                "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO UPDATE SET \
+                 name = excluded.name, secret_hash = excluded.secret_hash, \
+                 grant_types = excluded.grant_types, scopes = excluded.scopes",
+            )
+            .bind(&client.client_id)
+            .bind(&client.name)
+            .bind(&client.secret_hash)
+            .bind(&grant_types)
+            .bind(&scopes)
+            .bind(crate::clock::unix_now())
+        )
+        })?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
+        let identity = user
+            .identities
+            .first()
+            .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
+        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
+            create_user_once(conn, user, identity, credential)
+        })
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        // One snapshot for the user and its identities, so a concurrent link cannot
+        // show a half-moved picture.
+        let mut tx = self.pool.begin().await?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let user = load_user(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
+        let mut tx = self.pool.begin().await?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
+        push_search(&mut count, query);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
+
+        let mut select = QueryBuilder::<Postgres>::new("SELECT u.* FROM users u");
+        push_search(&mut select, query);
+        select
+            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        let users: Vec<UserRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        if users.is_empty() {
+            tx.commit().await?;
+            return Ok((Vec::new(), total.unsigned_abs()));
+        }
+        let mut ids = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id IN ("
+        ));
+        let mut separated = ids.separated(", ");
+        for user in &users {
+            separated.push_bind(user.user_id.clone());
+        }
+        ids.push(") ORDER BY owner_user_id, position");
+        let identities: Vec<IdentityRow> = ids.build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
+    }
+
+    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
+        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
+            update_user_once(conn, user_id, patch, now)
+        })
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool> {
+        let deleted = transaction!(self, OnUnique::Internal, |conn| execute(
+            conn,
+            sqlx::query("DELETE FROM users WHERE user_id = $1").bind(user_id)
+        ))?;
+        Ok(deleted > 0)
+    }
+
+    async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
+        let login = login.to_lowercase();
+        let row: Option<(String, String, bool)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+             JOIN users u ON u.user_id = i.owner_user_id \
+             WHERE i.connection_id = $1 AND (i.login_email = $2 OR i.login_username = $2) \
+             AND i.password_hash IS NOT NULL LIMIT 1",
+        )
+        .bind(connection_id)
+        .bind(&login)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
+            owner_user_id,
+            password_hash,
+            blocked,
+        }))
+    }
+
+    async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| execute(
+            conn,
+            sqlx::query(
+                "UPDATE users SET last_login = $1, logins_count = logins_count + 1 \
+                 WHERE user_id = $2",
+            )
+            .bind(now)
+            .bind(user_id)
+        ))?;
+        Ok(())
+    }
+
+    async fn link(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        connection_id: Option<&str>,
+    ) -> Result<Vec<Identity>> {
+        // A unique violation here can only come from a race the locks did not order
+        // (e.g. on an engine with different locking); the retry sees the winner, and
+        // if it never settles the request gets what SQLite answers a loser.
+        transaction!(self, OnUnique::Retry(|| Error::SecondaryNotFound), |conn| {
+            link_once(conn, primary_id, target, connection_id)
+        })
+    }
+
+    async fn unlink(
+        &self,
+        primary_id: &str,
+        target: &IdentityKey,
+        now: &str,
+    ) -> Result<Vec<Identity>> {
+        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
+            unlink_once(conn, primary_id, target, now)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://idlink:s3cret@db.internal:5432/idlink?sslmode=require"),
+            "postgres://idlink:***@db.internal:5432/idlink?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("postgresql:///test"), "postgresql:///test");
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let outcome: Result<(), Attempt> = Err(Attempt::Moved);
+        assert!(matches!(
+            settle(outcome, OnUnique::Internal, 1),
+            Next::Again(_)
+        ));
+        let outcome: Result<(), Attempt> = Err(Attempt::Moved);
+        assert!(matches!(
+            settle(outcome, OnUnique::Internal, MAX_ATTEMPTS),
+            Next::Done(Err(Error::Internal(_)))
+        ));
+        let outcome: Result<(), Attempt> = Err(Attempt::Rule(Error::SecondaryNotFound));
+        assert!(matches!(
+            settle(outcome, OnUnique::Internal, 1),
+            Next::Done(Err(Error::SecondaryNotFound))
+        ));
+    }
+}
