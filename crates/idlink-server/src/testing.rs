@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::server::Server;
+use crate::state::AppState;
 
 /// Admin credentials every test server pins.
 pub const TEST_ADMIN_CLIENT_ID: &str = "idlink-test-admin";
@@ -23,6 +24,7 @@ pub struct TestServer {
     pub admin_client_id: String,
     pub admin_client_secret: String,
     audience: String,
+    state: AppState,
     db_path: PathBuf,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
@@ -58,6 +60,7 @@ impl TestServer {
         let server = Server::bind(config.clone()).await.expect("server starts");
         let base_url = server.public_url().to_owned();
         let audience = server.audience().to_owned();
+        let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
@@ -67,6 +70,7 @@ impl TestServer {
             admin_client_id: config.admin_client_id.clone().unwrap_or_default(),
             admin_client_secret: config.admin_client_secret.clone().unwrap_or_default(),
             audience,
+            state,
             db_path,
             config,
             shutdown: Some(tx),
@@ -83,6 +87,27 @@ impl TestServer {
     /// The Management API audience, `https://127.0.0.1:PORT/api/v2/`.
     pub fn audience(&self) -> String {
         self.audience.clone()
+    }
+
+    /// The token issuer, `{base_url}/`.
+    pub fn issuer(&self) -> String {
+        self.state.tokens.tenant().issuer.clone()
+    }
+
+    /// The server's state: its store and token machinery, for tests that need to reach
+    /// below HTTP (forging tokens with the tenant's own key, checking storage).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Signs arbitrary claims with the tenant's current RS256 key (as a token the server
+    /// itself issued would be), for tests of claim checks.
+    pub fn sign_with_tenant_key(&self, claims: &Value) -> String {
+        let keys = self.state.tokens.keys().get();
+        let (kid, key) = keys.signing();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, key).expect("sign")
     }
 
     /// The SQLite file.
@@ -132,12 +157,14 @@ impl TestServer {
         }
     }
 
-    /// Stops the server and starts a new one on the same database file and port-free
-    /// address, as a restart would.
+    /// Stops the server and starts a new one on the same database and the same address
+    /// (so the issuer, and with it every issued token, stays valid), as a restart would.
     pub async fn restart(mut self) -> Self {
         self.shutdown_now().await;
         let dir = self.dir.take();
-        let mut next = Self::launch(self.config.clone(), self.db_path.clone()).await;
+        let mut config = self.config.clone();
+        config.bind = self.base_url.trim_start_matches("http://").to_owned();
+        let mut next = Self::launch(config, self.db_path.clone()).await;
         next.dir = dir;
         next
     }
