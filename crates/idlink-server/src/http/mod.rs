@@ -7,12 +7,13 @@ mod users;
 mod well_known;
 
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 use tower_http::trace::TraceLayer;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::ratelimit;
 use crate::state::AppState;
 
@@ -47,7 +48,20 @@ async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<Value>> {
-    state.store.ping().await?;
-    Ok(Json(json!({"status": "ok", "database": "ok"})))
+/// Liveness and database reachability, for load balancers: 200 when the database
+/// answers, 503 when it does not (so traffic moves to instances that can serve).
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "database": "ok"})),
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "error", "database": "unreachable"})),
+            )
+        }
+    }
 }
