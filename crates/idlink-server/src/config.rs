@@ -45,6 +45,8 @@ pub struct Config {
     pub print_credentials: bool,
     /// The tenant, from the config file.
     pub tenant: TenantConfig,
+    /// Serve HTTPS with this certificate (see [`crate::tls`]); plain HTTP when `None`.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             credentials_file: None,
             print_credentials: true,
             tenant: TenantConfig::default(),
+            tls: None,
         }
     }
 }
@@ -163,6 +166,15 @@ impl Config {
         let rest = rest.trim_start_matches("//");
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// Where `--tls-self-signed` keeps its certificate: beside a SQLite database file,
+    /// else the working directory.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.sqlite_path()
+            .and_then(|db| db.parent().map(Path::to_path_buf))
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     /// Where generated credentials go.

@@ -17,6 +17,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod testing;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

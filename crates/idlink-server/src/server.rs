@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 use crate::store::{self, StoreOptions};
+use crate::tls::{self, Tls, TlsListener};
 
 /// Why the server could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,6 +27,7 @@ pub struct Server {
     state: AppState,
     admin: AdminClient,
     audience: String,
+    tls: Option<Tls>,
 }
 
 /// `(public_url, api host)` for a server listening on `local_addr`.
@@ -38,6 +40,7 @@ fn public_identity(config: &Config, local_addr: SocketAddr) -> (String, String) 
     let public_url = match (&config.public_url, domain) {
         (Some(url), _) => url.trim_end_matches('/').to_owned(),
         (None, Some(domain)) => format!("https://{domain}"),
+        (None, None) if config.tls.is_some() => format!("https://{local_addr}"),
         (None, None) => format!("http://{local_addr}"),
     };
     let host = domain.map(str::to_owned).unwrap_or_else(|| {
@@ -62,6 +65,14 @@ impl Server {
             .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
         let local_addr = listener.local_addr()?;
         let (public_url, host) = public_identity(&config, local_addr);
+        let tls = match &config.tls {
+            Some(settings) => {
+                let bare_host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                let names = tls::self_signed_names(local_addr, Some(bare_host));
+                Some(tls::load(settings, &names)?)
+            }
+            None => None,
+        };
 
         let store = store::open(&config.database_url, &StoreOptions::default()).await?;
         let tenant_state = bootstrap::ensure_tenant(store.as_ref(), &config).await?;
@@ -99,6 +110,7 @@ impl Server {
             state,
             admin: tenant_state.admin,
             audience,
+            tls,
         })
     }
 
@@ -117,6 +129,11 @@ impl Server {
         &self.audience
     }
 
+    /// The TLS certificate file being served, when serving HTTPS.
+    pub fn tls_cert_path(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|t| t.cert_path.as_path())
+    }
+
     /// The admin client.
     pub fn admin(&self) -> &AdminClient {
         &self.admin
@@ -133,9 +150,18 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = crate::http::app(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        match &self.tls {
+            Some(tls) => {
+                axum::serve(TlsListener::new(self.listener, tls), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
 use idlink_server::ratelimit::RateLimit;
+use idlink_server::tls::TlsSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +55,21 @@ struct ServeArgs {
         requires = "admin_client_id"
     )]
     admin_client_secret: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "IDLINK_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "IDLINK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for the bind host, created beside the
+    /// database (idlink-tls.crt, idlink-tls.key) and reused on restart.
+    #[arg(long, env = "IDLINK_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
 }
 
 impl ServeArgs {
@@ -65,7 +81,7 @@ impl ServeArgs {
         if self.rate_limit.is_some() {
             tenant.rate_limit = self.rate_limit;
         }
-        Ok(Config {
+        let mut config = Config {
             bind: self.bind,
             database_url: self.database_url,
             public_url: self.public_url,
@@ -74,7 +90,16 @@ impl ServeArgs {
             credentials_file: None,
             print_credentials: true,
             tenant,
-        })
+            tls: None,
+        };
+        config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(TlsSettings::Files { cert, key }),
+            (_, _, true) => Some(TlsSettings::SelfSigned {
+                dir: config.tls_dir(),
+            }),
+            _ => None,
+        };
+        Ok(config)
     }
 }
 
@@ -111,6 +136,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         server.public_url()
     );
     println!("  token endpoint:  {}/oauth/token", server.public_url());
+    if let Some(cert) = server.tls_cert_path() {
+        println!("  TLS certificate: {}", cert.display());
+    }
     println!("  API audience:    {}", server.audience());
     println!("  admin client id: {}", admin.client_id);
     if let (true, Some(secret)) = (print, &admin.generated_secret) {
