@@ -1,5 +1,9 @@
 //! An in-process server for tests and benchmarks: a fresh SQLite file in a temporary
 //! directory, listening on `127.0.0.1:0`, spoken to over real HTTP.
+//!
+//! With `IDLINK_TEST_BACKEND=postgres`, every [`TestServer::start`] instead creates a
+//! fresh PostgreSQL database (`idlink_t_…`) on the server `IDLINK_TEST_POSTGRES_URL`
+//! names, and drops it when the test server is dropped, so tests stay parallel.
 
 use std::path::PathBuf;
 
@@ -19,7 +23,7 @@ pub const TEST_ADMIN_CLIENT_SECRET: &str = "idlink-test-admin-secret-0123456789a
 /// A running server. Stops when dropped (or with [`stop`](Self::stop)).
 #[derive(Debug)]
 pub struct TestServer {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, where the server listens.
     pub base_url: String,
     pub admin_client_id: String,
     pub admin_client_secret: String,
@@ -30,6 +34,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database this server created (dropped last).
+    database: Option<TestDatabase>,
 }
 
 impl TestServer {
@@ -42,9 +48,16 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db_path = dir.path().join("idlink.db");
+        let database = match TestBackend::from_env() {
+            TestBackend::Sqlite => None,
+            TestBackend::Postgres(url) => Some(TestDatabase::create(&url).await),
+        };
         let mut config = Config {
             bind: "127.0.0.1:0".into(),
-            database_url: format!("sqlite://{}", db_path.display()),
+            database_url: match &database {
+                Some(database) => database.url.clone(),
+                None => format!("sqlite://{}", db_path.display()),
+            },
             admin_client_id: Some(TEST_ADMIN_CLIENT_ID.into()),
             admin_client_secret: Some(TEST_ADMIN_CLIENT_SECRET.into()),
             print_credentials: false,
@@ -53,12 +66,42 @@ impl TestServer {
         adjust(&mut config);
         let mut server = Self::launch(config, db_path).await;
         server.dir = Some(dir);
+        server.database = database;
         server
+    }
+
+    /// Starts another instance on an existing database (`sqlite://…` or
+    /// `postgres://…`, e.g. another test server's [`database_url`](Self::database_url)),
+    /// as a second server behind a load balancer would run. It does not own the
+    /// database: the server that created it drops it.
+    pub async fn start_on(database_url: &str) -> Self {
+        Self::start_on_with(database_url, |_| {}).await
+    }
+
+    /// [`start_on`](Self::start_on), after `adjust` has changed the config.
+    pub async fn start_on_with(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            bind: "127.0.0.1:0".into(),
+            database_url: database_url.to_owned(),
+            admin_client_id: Some(TEST_ADMIN_CLIENT_ID.into()),
+            admin_client_secret: Some(TEST_ADMIN_CLIENT_SECRET.into()),
+            print_credentials: false,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let db_path = config.sqlite_path().unwrap_or_default();
+        Self::launch(config, db_path).await
+    }
+
+    /// The database URL this server runs on.
+    pub fn database_url(&self) -> &str {
+        &self.config.database_url
     }
 
     async fn launch(config: Config, db_path: PathBuf) -> Self {
         let server = Server::bind(config.clone()).await.expect("server starts");
-        let base_url = server.public_url().to_owned();
+        // Where to connect, which differs from the public URL when a test sets a domain.
+        let base_url = format!("http://{}", server.local_addr());
         let audience = server.audience().to_owned();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -76,6 +119,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             dir: None,
+            database: None,
         }
     }
 
@@ -110,7 +154,7 @@ impl TestServer {
         jsonwebtoken::encode(&header, claims, key).expect("sign")
     }
 
-    /// The SQLite file.
+    /// The SQLite file (meaningless on PostgreSQL: see [`database_url`](Self::database_url)).
     pub fn db_path(&self) -> &std::path::Path {
         &self.db_path
     }
@@ -166,6 +210,7 @@ impl TestServer {
         config.bind = self.base_url.trim_start_matches("http://").to_owned();
         let mut next = Self::launch(config, self.db_path.clone()).await;
         next.dir = dir;
+        next.database = self.database.take();
         next
     }
 }
@@ -178,5 +223,146 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Which database test servers run on, from `IDLINK_TEST_BACKEND` (`sqlite`, the
+/// default, or `postgres`, which needs `IDLINK_TEST_POSTGRES_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    /// The maintenance URL new test databases are created through.
+    Postgres(String),
+}
+
+impl TestBackend {
+    /// Reads the environment; panics on `postgres` without `IDLINK_TEST_POSTGRES_URL`.
+    pub fn from_env() -> Self {
+        match std::env::var("IDLINK_TEST_BACKEND").as_deref() {
+            Ok("postgres" | "postgresql") => Self::Postgres(
+                postgres_test_url()
+                    .expect("IDLINK_TEST_BACKEND=postgres needs IDLINK_TEST_POSTGRES_URL"),
+            ),
+            Ok("" | "sqlite") | Err(_) => Self::Sqlite,
+            Ok(other) => panic!("IDLINK_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+        }
+    }
+}
+
+/// `IDLINK_TEST_POSTGRES_URL`, when set and not empty.
+pub fn postgres_test_url() -> Option<String> {
+    std::env::var("IDLINK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// A fresh PostgreSQL database of its own for one test, dropped (with `FORCE`, closing
+/// whatever still connects to it) when this value is dropped. A test process killed
+/// before that leaves `idlink_t_*` databases behind for CI to drop.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// `postgres://…/idlink_t_…`.
+    pub url: String,
+    name: String,
+    maintenance_url: String,
+}
+
+impl TestDatabase {
+    /// Creates `idlink_t_<random>` on the server `maintenance_url` connects to.
+    pub async fn create(maintenance_url: &str) -> Self {
+        use sqlx::{Connection as _, Executor as _};
+        let name = format!("idlink_t_{}", crate::domain::ids::key_id().to_lowercase());
+        let mut conn = sqlx::PgConnection::connect(maintenance_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL: {e}"));
+        // CREATE DATABASE copies template1 and fails while another session copies it
+        // at the same moment: retry a few times.
+        let mut attempt = 0;
+        loop {
+            match conn
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "CREATE DATABASE failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => panic!("cannot create test database {name}: {e}"),
+            }
+        }
+        let _ = conn.close().await;
+        Self {
+            url: database_url_with_name(maintenance_url, &name),
+            name,
+            maintenance_url: maintenance_url.to_owned(),
+        }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop is synchronous and may run inside a runtime: do the work on a thread of
+        // its own with its own small runtime.
+        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::{Connection as _, Executor as _};
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// `url` (`postgres://user@host:port/db?params`) naming database `name` instead.
+pub fn database_url_with_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url_with_name;
+
+    #[test]
+    fn database_names_are_swapped() {
+        assert_eq!(
+            database_url_with_name("postgres://postgres@127.0.0.1:5432/test", "idlink_t_x"),
+            "postgres://postgres@127.0.0.1:5432/idlink_t_x"
+        );
+        assert_eq!(
+            database_url_with_name("postgresql://u:p@h/test?sslmode=disable", "d"),
+            "postgresql://u:p@h/d?sslmode=disable"
+        );
+        assert_eq!(
+            database_url_with_name("postgres://h", "d"),
+            "postgres://h/d"
+        );
     }
 }
