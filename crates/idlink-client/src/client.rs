@@ -167,7 +167,6 @@ enum Auth {
     ClientCredentials {
         client_id: String,
         client_secret: SecretString,
-        scope: Option<String>,
     },
     Provider(Arc<dyn TokenProvider>),
 }
@@ -193,6 +192,7 @@ pub struct ManagementClientBuilder {
     domain: Option<String>,
     base_url: Option<String>,
     audience: Option<String>,
+    scope: Option<String>,
     auth: Auth,
     http: Option<reqwest::Client>,
     retry: RetryPolicy,
@@ -206,6 +206,7 @@ impl Default for ManagementClientBuilder {
             domain: None,
             base_url: None,
             audience: None,
+            scope: None,
             auth: Auth::None,
             http: None,
             retry: RetryPolicy::default(),
@@ -226,6 +227,7 @@ impl fmt::Debug for ManagementClientBuilder {
             .field("domain", &self.domain)
             .field("base_url", &self.base_url)
             .field("audience", &self.audience)
+            .field("scope", &self.scope)
             .field("auth", &auth)
             .field("retry", &self.retry)
             .field("timeout", &self.timeout)
@@ -278,7 +280,6 @@ impl ManagementClientBuilder {
         self.auth = Auth::ClientCredentials {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            scope: None,
         };
         self
     }
@@ -295,9 +296,7 @@ impl ManagementClientBuilder {
     ///     .unwrap();
     /// ```
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        if let Auth::ClientCredentials { scope: s, .. } = &mut self.auth {
-            *s = Some(scope.into());
-        }
+        self.scope = Some(scope.into());
         self
     }
 
@@ -454,7 +453,6 @@ impl ManagementClientBuilder {
             Auth::ClientCredentials {
                 client_id,
                 client_secret,
-                scope,
             } => {
                 let origin = parsed.origin().ascii_serialization();
                 let audience = self
@@ -467,7 +465,7 @@ impl ManagementClientBuilder {
                     client_secret,
                 )
                 .with_http_client(http.clone());
-                if let Some(scope) = scope {
+                if let Some(scope) = self.scope {
                     provider = provider.with_scope(scope);
                 }
                 Arc::new(provider)

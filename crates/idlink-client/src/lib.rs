@@ -112,5 +112,10 @@ pub use idlink_types::{
 };
 
 pub use http::{HeaderMap, Method};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use reqwest::Url;
 pub use tokio_util::sync::CancellationToken;

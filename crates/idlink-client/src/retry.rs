@@ -227,10 +227,7 @@ impl RetryPolicy {
             .filter(|d| !d.is_zero())
         {
             let positive = if self.jitter { 1.0 + random * 0.2 } else { 1.0 };
-            return delay
-                .min(self.max_delay)
-                .mul_f64(positive)
-                .min(self.max_delay);
+            return scale(delay.min(self.max_delay), positive, self.max_delay);
         }
         let exponential = self
             .base_delay
@@ -241,8 +238,15 @@ impl RetryPolicy {
         } else {
             1.0
         };
-        exponential.mul_f64(symmetric).min(self.max_delay)
+        scale(exponential, symmetric, self.max_delay)
     }
+}
+
+/// `delay × factor`, capped at `cap` (and never panicking on overflow).
+fn scale(delay: Duration, factor: f64, cap: Duration) -> Duration {
+    Duration::try_from_secs_f64(delay.as_secs_f64() * factor)
+        .unwrap_or(cap)
+        .min(cap)
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date (made relative to `now`; a date in
@@ -340,6 +344,11 @@ mod tests {
         assert_eq!(p.delay_at(0, &h, now(), 0.5), Duration::from_secs(60));
         let h = headers(&[("x-ratelimit-reset", "1700003600")]);
         assert_eq!(p.delay_at(0, &h, now(), 0.99), Duration::from_secs(60));
+        // Absurd settings saturate instead of panicking.
+        let p = RetryPolicy::default()
+            .with_base_delay(Duration::MAX)
+            .with_max_delay(Duration::MAX);
+        assert!(p.delay_at(5, &HeaderMap::new(), now(), 0.99) > Duration::from_secs(1 << 40));
     }
 
     #[test]
