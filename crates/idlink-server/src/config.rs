@@ -45,6 +45,8 @@ pub struct Config {
     pub print_credentials: bool,
     /// The tenant, from the config file.
     pub tenant: TenantConfig,
+    /// Database pool size, statement timeout, connect retries.
+    pub store: crate::store::StoreOptions,
     /// Serve HTTPS with this certificate (see [`crate::tls`]); plain HTTP when `None`.
     pub tls: Option<crate::tls::TlsSettings>,
 }
@@ -60,6 +62,7 @@ impl Default for Config {
             credentials_file: None,
             print_credentials: true,
             tenant: TenantConfig::default(),
+            store: crate::store::StoreOptions::default(),
             tls: None,
         }
     }
@@ -74,6 +77,7 @@ impl Default for Config {
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
 /// id_token_lifetime = 36000
+/// key_refresh_interval = 60        # seconds between re-reads of the signing keys
 ///
 /// [[connections]]
 /// name = "corp-users"
@@ -109,6 +113,15 @@ pub struct TokenConfig {
     pub access_token_lifetime: i64,
     #[serde(default = "default_id_lifetime")]
     pub id_token_lifetime: i64,
+    /// How often every instance re-reads the signing keys from the database, so a key
+    /// rotated elsewhere (`idlink keys rotate`, another instance) is picked up for
+    /// signing and published in the JWKS.
+    #[serde(default = "default_key_refresh_interval")]
+    pub key_refresh_interval: u64,
+}
+
+fn default_key_refresh_interval() -> u64 {
+    60
 }
 
 fn default_access_lifetime() -> i64 {
@@ -123,6 +136,7 @@ impl Default for TokenConfig {
         Self {
             access_token_lifetime: default_access_lifetime(),
             id_token_lifetime: default_id_lifetime(),
+            key_refresh_interval: default_key_refresh_interval(),
         }
     }
 }

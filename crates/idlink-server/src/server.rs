@@ -13,7 +13,7 @@ use crate::bootstrap::{self, AdminClient};
 use crate::config::Config;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
-use crate::store::{self, StoreOptions};
+use crate::store;
 use crate::tls::{self, Tls, TlsListener};
 
 /// Why the server could not start.
@@ -28,6 +28,7 @@ pub struct Server {
     admin: AdminClient,
     audience: String,
     tls: Option<Tls>,
+    key_refresh: std::time::Duration,
 }
 
 /// `(public_url, api host)` for a server listening on `local_addr`.
@@ -74,7 +75,7 @@ impl Server {
             None => None,
         };
 
-        let store = store::open(&config.database_url, &StoreOptions::default()).await?;
+        let store = store::open(&config.database_url, &config.store).await?;
         let tenant_state = bootstrap::ensure_tenant(store.as_ref(), &config).await?;
         let tokens_config = &config.tenant.tokens;
         let max_lifetime = tokens_config
@@ -111,6 +112,9 @@ impl Server {
             admin: tenant_state.admin,
             audience,
             tls,
+            key_refresh: std::time::Duration::from_secs(
+                config.tenant.tokens.key_refresh_interval.max(1),
+            ),
         })
     }
 
@@ -149,6 +153,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let _key_refresh = KeyRefresh::spawn(&self.state, self.key_refresh);
         let app = crate::http::app(self.state);
         match &self.tls {
             Some(tls) => {
@@ -162,6 +167,34 @@ impl Server {
                     .await
             }
         }
+    }
+}
+
+/// Re-reads the signing keys periodically while the server runs, so a key rotated by
+/// another instance or by `idlink keys rotate` is used for signing and published here.
+/// Stops when dropped.
+struct KeyRefresh(tokio::task::JoinHandle<()>);
+
+impl KeyRefresh {
+    fn spawn(state: &AppState, every: std::time::Duration) -> Self {
+        let (store, tokens) = (state.store.clone(), state.tokens.clone());
+        Self(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(err) = tokens.keys().reload(store.as_ref()).await {
+                    tracing::warn!(error = %err, "cannot refresh the signing keys");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for KeyRefresh {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

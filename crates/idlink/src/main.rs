@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
 use idlink_server::ratelimit::RateLimit;
+use idlink_server::store::StoreOptions;
 use idlink_server::tls::TlsSettings;
 
 #[derive(Debug, Parser)]
@@ -24,6 +26,53 @@ struct Cli {
 enum Command {
     /// Run the server (zero configuration: SQLite file `idlink.db`, port 8080).
     Serve(ServeArgs),
+    /// Manage the tenant's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Start signing with a new key. The previous key stays in the JWKS (and keeps
+    /// verifying) until every token it signed has expired; running instances switch
+    /// within `key_refresh_interval` (default 60 s).
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateArgs {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long = "db", env = "IDLINK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    #[command(flatten)]
+    db: DbOptions,
+}
+
+/// Database tuning (PostgreSQL mostly; the pool size applies to SQLite readers too).
+#[derive(Debug, clap::Args)]
+struct DbOptions {
+    /// Database connections per instance.
+    #[arg(long, env = "IDLINK_DB_POOL_SIZE", default_value_t = 8)]
+    db_pool_size: u32,
+    /// PostgreSQL: cancel statements running longer than this many seconds (0: no limit).
+    #[arg(long, env = "IDLINK_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    db_statement_timeout: u64,
+    /// PostgreSQL: retry the first connection this many times (backing off up to 10 s)
+    /// while the database is unreachable.
+    #[arg(long, env = "IDLINK_DB_CONNECT_RETRIES", default_value_t = 5)]
+    db_connect_retries: u32,
+}
+
+impl DbOptions {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.db_pool_size.max(1),
+            statement_timeout: (self.db_statement_timeout > 0)
+                .then(|| Duration::from_secs(self.db_statement_timeout)),
+            connect_retries: self.db_connect_retries,
+            ..StoreOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +80,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "IDLINK_BIND", default_value = DEFAULT_BIND)]
     bind: String,
-    /// Database URL: sqlite://PATH (created if missing).
+    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB
+    /// (migrated at start-up; many instances may share it).
     #[arg(long = "db", env = "IDLINK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     /// Optional TOML file: domain, token lifetimes, connections, clients, rate limit.
@@ -70,6 +120,8 @@ struct ServeArgs {
     /// database (idlink-tls.crt, idlink-tls.key) and reused on restart.
     #[arg(long, env = "IDLINK_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
+    #[command(flatten)]
+    db: DbOptions,
 }
 
 impl ServeArgs {
@@ -90,6 +142,7 @@ impl ServeArgs {
             credentials_file: None,
             print_credentials: true,
             tenant,
+            store: self.db.store_options(),
             tls: None,
         };
         config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
@@ -153,6 +206,35 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))
 }
 
+async fn rotate_keys(args: RotateArgs) -> Result<(), String> {
+    let options = StoreOptions {
+        max_connections: 1,
+        ..args.db.store_options()
+    };
+    let store = idlink_server::store::open(&args.database_url, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let previous = store.signing_keys().await.map_err(|e| e.to_string())?;
+    let key = tokio::task::spawn_blocking(|| {
+        idlink_server::auth::keys::generate_signing_key(idlink_server::clock::unix_now())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    store
+        .add_signing_key(&key)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("new signing key: {}", key.kid);
+    for old in previous.iter().filter(|k| k.retired_at.is_none()) {
+        println!(
+            "retired key:     {} (still published and verifying until its tokens expire)",
+            old.kid
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -172,6 +254,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(args).await,
         }
     });
     match result {
