@@ -346,6 +346,79 @@ pub fn database_url_with_name(url: &str, name: &str) -> String {
     }
 }
 
+/// What [`check_ownership`] found in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// Users (standalone or primary).
+    pub users: usize,
+    /// Every identity as `provider|id`, each exactly once.
+    pub identities: std::collections::BTreeSet<String>,
+}
+
+/// Checks the ownership invariant directly in a PostgreSQL database and panics on any
+/// breach: every identity is owned by exactly one existing user, every user has exactly
+/// one main identity (position 0) whose key is its user_id, and each user's positions
+/// run 0, 1, 2, … without gaps or repeats.
+pub async fn check_ownership(database_url: &str) -> Ownership {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect for the invariant check");
+    let breaches: [(&str, &str); 5] = [
+        (
+            "identities whose owner does not exist",
+            "SELECT i.provider || '|' || i.identity_user_id FROM identities i \
+             LEFT JOIN users u ON u.user_id = i.owner_user_id WHERE u.user_id IS NULL",
+        ),
+        (
+            "identities stored twice",
+            "SELECT provider || '|' || identity_user_id FROM identities \
+             GROUP BY provider, identity_user_id HAVING COUNT(*) > 1",
+        ),
+        (
+            "users without exactly one main identity",
+            "SELECT u.user_id FROM users u LEFT JOIN identities i \
+             ON i.owner_user_id = u.user_id AND i.position = 0 \
+             GROUP BY u.user_id HAVING COUNT(i.provider) <> 1",
+        ),
+        (
+            "users whose main identity is not their user_id",
+            "SELECT u.user_id FROM users u JOIN identities i \
+             ON i.owner_user_id = u.user_id AND i.position = 0 \
+             WHERE i.provider || '|' || i.identity_user_id <> u.user_id",
+        ),
+        (
+            "users whose identity positions have gaps or repeats",
+            "SELECT owner_user_id FROM identities GROUP BY owner_user_id \
+             HAVING MAX(position) + 1 <> COUNT(*) OR COUNT(DISTINCT position) <> COUNT(*)",
+        ),
+    ];
+    for (what, sql) in breaches {
+        let found: Vec<(String,)> = sqlx::query_as(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("invariant query");
+        assert!(found.is_empty(), "{what}: {found:?}");
+    }
+    let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count users");
+    let keys: Vec<(String,)> =
+        sqlx::query_as("SELECT provider || '|' || identity_user_id FROM identities")
+            .fetch_all(&mut conn)
+            .await
+            .expect("identities");
+    let _ = conn.close().await;
+    let count = keys.len();
+    let identities: std::collections::BTreeSet<String> = keys.into_iter().map(|(k,)| k).collect();
+    assert_eq!(identities.len(), count, "an identity is stored twice");
+    Ownership {
+        users: usize::try_from(users).expect("user count"),
+        identities,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::database_url_with_name;
