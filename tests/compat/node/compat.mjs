@@ -97,10 +97,10 @@ const mainId = (user) => user.user_id.split("|").slice(1).join("|");
 
 await step("AuthenticationClient.oauth.clientCredentialsGrant returns a Management API token", async () => {
   const { data } = await authClient().oauth.clientCredentialsGrant({ audience: AUDIENCE });
+  state.adminToken = data.access_token;
   assert.equal(data.token_type, "Bearer");
   assert.equal(data.expires_in, 86400);
   assert.ok(data.scope.split(" ").includes("update:users"), data.scope);
-  state.adminToken = data.access_token;
 });
 
 await step("Management client (SDK client-credentials path over HTTPS, else explicit base URL)", async () => {

@@ -109,10 +109,10 @@ def ids(identities):
 @step("GetToken.client_credentials returns a Management API token")
 def _():
     token = auth_client().client_credentials(audience=AUDIENCE)
+    state["admin_token"] = token["access_token"]
     eq(token["token_type"], "Bearer", "token_type")
     eq(token["expires_in"], 86400, "expires_in")
     assert "update:users" in token["scope"].split(), token["scope"]
-    state["admin_token"] = token["access_token"]
 
 
 @step("Management client (SDK client-credentials path over HTTPS, else explicit base URL)")
