@@ -670,3 +670,44 @@ async fn per_call_options_reach_the_server() {
         .unwrap();
     assert_eq!(via_admin.user_id, primary.user_id);
 }
+
+#[tokio::test]
+async fn rate_limited_calls_are_typed_and_retried_after_the_advertised_delay() {
+    let server = TestServer::start_with(|config| {
+        config.tenant.rate_limit = Some("2/1".parse().unwrap());
+    })
+    .await;
+    let client = admin(&server);
+    let nobody = "auth0|000000000000000000000000";
+    let no_retry = || Some(RequestOptions::new().max_retries(0));
+
+    // Drain the bucket (burst 2), then one more call is refused.
+    for _ in 0..2 {
+        let err = client.users().get(nobody, no_retry()).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    }
+    let err = client.users().get(nobody, no_retry()).await.unwrap_err();
+    let Error::TooManyRequests(api) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(api.error_code(), Some("too_many_requests"));
+    let rl = api.rate_limit();
+    assert_eq!(rl.limit, Some(2));
+    assert_eq!(rl.remaining, Some(0));
+    assert!(rl.reset.is_some(), "{rl:?}");
+    let retry_after = rl.retry_after.expect("429 carries Retry-After");
+    assert!(retry_after <= Duration::from_secs(2), "{retry_after:?}");
+
+    // With the default policy the client waits as told and gets the real answer.
+    let started = std::time::Instant::now();
+    let err = client.users().get(nobody, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound(_)),
+        "retried past the 429: {err:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
