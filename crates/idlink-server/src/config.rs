@@ -73,6 +73,7 @@ impl Default for Config {
 /// ```toml
 /// domain = "dev-tenant.example.com"
 /// rate_limit = "enterprise"        # free | enterprise | off | "BURST/RATE_PER_SECOND"
+/// client_rate_limit = "10/5"       # each client's own bucket (default: as rate_limit)
 ///
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
@@ -103,6 +104,8 @@ pub struct TenantConfig {
     pub clients: Vec<ClientConfig>,
     /// Management API rate limit; see [`RateLimit`].
     pub rate_limit: Option<RateLimit>,
+    /// Rate limit of each client's own bucket (default: the same shape as `rate_limit`).
+    pub client_rate_limit: Option<RateLimit>,
 }
 
 /// Token lifetimes, in seconds.

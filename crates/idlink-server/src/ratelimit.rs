@@ -1,7 +1,9 @@
 //! Auth0-style rate limiting of the Management API: a token bucket, reported on every
 //! response in `x-ratelimit-limit` / `-remaining` / `-reset`, and 429 with `Retry-After`
-//! when empty.
+//! when empty. One bucket for the tenant and one per client; a request needs a token
+//! from both.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -13,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -119,46 +122,34 @@ struct Bucket {
     refilled: Instant,
 }
 
-/// One token bucket for the tenant.
-#[derive(Debug)]
-pub struct RateLimiter {
-    limit: RateLimit,
-    bucket: Mutex<Bucket>,
-}
+/// Most client buckets kept; past that, full buckets (clients idle long enough to have
+/// refilled) are forgotten, which changes nothing for them.
+const MAX_CLIENT_BUCKETS: usize = 10_000;
 
-impl RateLimiter {
-    /// A full bucket of shape `limit`.
-    pub fn new(limit: RateLimit) -> Self {
+impl Bucket {
+    fn full(limit: RateLimit, now: Instant) -> Self {
         Self {
-            limit,
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(limit.burst),
-                refilled: Instant::now(),
-            }),
+            tokens: f64::from(limit.burst),
+            refilled: now,
         }
     }
 
-    /// Takes a token if there is one.
-    pub fn check(&self) -> Decision {
+    /// Refills for the time elapsed, then takes a token if there is one.
+    fn take(&mut self, limit: RateLimit, now: Instant) -> Decision {
         let RateLimit {
             burst, per_second, ..
-        } = self.limit;
-        let now = Instant::now();
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(f64::from(burst));
-        bucket.refilled = now;
-        let allowed = bucket.tokens >= 1.0 || !self.limit.enforced;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        } = limit;
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(f64::from(burst));
+        self.refilled = now;
+        let allowed = self.tokens >= 1.0 || !limit.enforced;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
         }
-        let until_next = if bucket.tokens >= 1.0 {
+        let until_next = if self.tokens >= 1.0 {
             0.0
         } else {
-            (1.0 - bucket.tokens) / per_second
+            (1.0 - self.tokens) / per_second
         };
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -167,10 +158,94 @@ impl RateLimiter {
         Decision {
             allowed,
             limit: burst,
-            remaining: bucket.tokens.floor() as u32,
+            remaining: self.tokens.floor() as u32,
             reset: (unix_now + until_next).ceil() as u64,
             retry_after: until_next.ceil().max(1.0) as u64,
         }
+    }
+
+    /// Whether the bucket would be full now (its client has been idle long enough).
+    fn is_full(&self, limit: RateLimit, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens + elapsed * limit.per_second >= f64::from(limit.burst)
+    }
+}
+
+impl Decision {
+    /// The decision to report when a request has to pass two buckets: a refusal if
+    /// either refuses, else the bucket with fewer tokens left (on a tie, the one that
+    /// refills later).
+    pub fn tighter(self, other: Self) -> Self {
+        match (self.allowed, other.allowed) {
+            (false, _) => self,
+            (true, false) => other,
+            (true, true) => {
+                if (other.remaining, std::cmp::Reverse(other.reset))
+                    < (self.remaining, std::cmp::Reverse(self.reset))
+                {
+                    other
+                } else {
+                    self
+                }
+            }
+        }
+    }
+}
+
+/// The token buckets of the Management API: one for the tenant, and one per client
+/// (the `azp` of the bearer token, so a client's users share its bucket).
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    client_limit: RateLimit,
+    bucket: Mutex<Bucket>,
+    clients: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Full buckets of shape `limit`, for the tenant and for each client.
+    pub fn new(limit: RateLimit) -> Self {
+        Self::with_client_limit(limit, limit)
+    }
+
+    /// A tenant bucket of shape `tenant` and client buckets of shape `client`.
+    pub fn with_client_limit(tenant: RateLimit, client: RateLimit) -> Self {
+        Self {
+            limit: tenant,
+            client_limit: client,
+            bucket: Mutex::new(Bucket::full(tenant, Instant::now())),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from the tenant's bucket if there is one.
+    pub fn check(&self) -> Decision {
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(self.limit, Instant::now())
+    }
+
+    /// Takes a token from `client`'s bucket if there is one.
+    pub fn check_client(&self, client: &str) -> Decision {
+        let now = Instant::now();
+        let limit = self.client_limit;
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !clients.contains_key(client) && clients.len() >= MAX_CLIENT_BUCKETS {
+            clients.retain(|_, bucket| !bucket.is_full(limit, now));
+            if clients.len() >= MAX_CLIENT_BUCKETS {
+                // Every bucket is in use: forgetting them all refills them, which errs
+                // on the side of serving (the tenant bucket still applies).
+                clients.clear();
+            }
+        }
+        clients
+            .entry(client.to_owned())
+            .or_insert_with(|| Bucket::full(limit, now))
+            .take(limit, now)
     }
 }
 
@@ -183,18 +258,36 @@ fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset));
 }
 
-/// Middleware for the Management API routes.
-pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let decision = state.rate_limiter.check();
-    let mut response = if decision.allowed {
-        next.run(request).await
-    } else {
-        let mut response = Error::TooManyRequests.into_response();
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(decision.retry_after));
-        response
-    };
+fn too_many_requests(decision: &Decision) -> Response {
+    let mut response = Error::TooManyRequests.into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(decision.retry_after));
+    put_headers(response.headers_mut(), decision);
+    response
+}
+
+/// Middleware for the Management API routes: the tenant's bucket first; then, when the
+/// bearer token verifies, its client's bucket. The headers report the tighter one. The
+/// verified caller is handed on to the [`Principal`] extractor, so the token is verified
+/// once per request.
+pub async fn middleware(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let mut decision = state.rate_limiter.check();
+    if !decision.allowed {
+        return too_many_requests(&decision);
+    }
+    if let Ok(principal) = Principal::from_headers(request.headers(), &state).await {
+        decision = decision.tighter(state.rate_limiter.check_client(principal.client()));
+        request.extensions_mut().insert(principal);
+        if !decision.allowed {
+            return too_many_requests(&decision);
+        }
+    }
+    let mut response = next.run(request).await;
     put_headers(response.headers_mut(), &decision);
     response
 }
@@ -231,6 +324,40 @@ mod tests {
         assert!(!refused.allowed);
         assert_eq!(refused.remaining, 0);
         assert!(refused.retry_after >= 1);
+    }
+
+    #[test]
+    fn each_client_has_its_own_bucket() {
+        let limiter = RateLimiter::with_client_limit(RateLimit::GENEROUS, RateLimit::new(2, 0.1));
+        assert!(limiter.check_client("a").allowed);
+        assert!(limiter.check_client("a").allowed);
+        assert!(!limiter.check_client("a").allowed);
+        assert!(limiter.check_client("b").allowed);
+    }
+
+    #[test]
+    fn the_tighter_bucket_is_reported() {
+        let d = |allowed, remaining, reset| Decision {
+            allowed,
+            limit: 10,
+            remaining,
+            reset,
+            retry_after: 1,
+        };
+        assert_eq!(d(true, 5, 1).tighter(d(true, 2, 1)), d(true, 2, 1));
+        assert_eq!(d(true, 2, 1).tighter(d(true, 5, 1)), d(true, 2, 1));
+        assert_eq!(d(true, 2, 1).tighter(d(true, 2, 9)), d(true, 2, 9));
+        assert_eq!(d(true, 5, 1).tighter(d(false, 0, 3)), d(false, 0, 3));
+        assert_eq!(d(false, 0, 3).tighter(d(true, 0, 9)), d(false, 0, 3));
+    }
+
+    #[test]
+    fn client_buckets_are_bounded() {
+        let limiter = RateLimiter::with_client_limit(RateLimit::GENEROUS, RateLimit::new(1, 0.001));
+        for i in 0..MAX_CLIENT_BUCKETS + 5 {
+            assert!(limiter.check_client(&i.to_string()).allowed);
+        }
+        assert!(limiter.clients.lock().unwrap().len() <= MAX_CLIENT_BUCKETS);
     }
 
     #[test]

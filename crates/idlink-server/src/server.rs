@@ -100,8 +100,13 @@ impl Server {
             store,
             connections: Arc::new(tenant_state.connections),
             client_secrets: ClientSecretCache::default(),
-            rate_limiter: Arc::new(RateLimiter::new(
+            rate_limiter: Arc::new(RateLimiter::with_client_limit(
                 config.tenant.rate_limit.unwrap_or_default(),
+                config
+                    .tenant
+                    .client_rate_limit
+                    .or(config.tenant.rate_limit)
+                    .unwrap_or_default(),
             )),
             public_url: public_url.into(),
         };

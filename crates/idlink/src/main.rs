@@ -94,6 +94,9 @@ struct ServeArgs {
     /// Management API rate limit: free, enterprise, off, or BURST/RATE_PER_SECOND.
     #[arg(long, env = "IDLINK_RATE_LIMIT")]
     rate_limit: Option<RateLimit>,
+    /// Each client's own bucket (default: the same shape as --rate-limit).
+    #[arg(long, env = "IDLINK_CLIENT_RATE_LIMIT")]
+    client_rate_limit: Option<RateLimit>,
     /// Pin the admin client's id (with --admin-client-secret).
     #[arg(long, env = "IDLINK_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
     admin_client_id: Option<String>,
@@ -132,6 +135,9 @@ impl ServeArgs {
         };
         if self.rate_limit.is_some() {
             tenant.rate_limit = self.rate_limit;
+        }
+        if self.client_rate_limit.is_some() {
+            tenant.client_rate_limit = self.client_rate_limit;
         }
         let mut config = Config {
             bind: self.bind,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -47,12 +48,10 @@ impl Principal {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let header = parts
-            .headers
+impl Principal {
+    /// Verifies the bearer token in `headers`.
+    pub async fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self> {
+        let header = headers
             .get(AUTHORIZATION)
             .ok_or(Error::MissingAuthentication)?;
         let value = header
@@ -65,5 +64,23 @@ impl FromRequestParts<AppState> for Principal {
             .filter(|token| !token.is_empty())
             .ok_or(Error::InvalidToken("Bad HTTP authentication header format"))?;
         state.tokens.verify_access(token).await.map(Principal)
+    }
+
+    /// The client the token was issued to (`azp`; `sub` when a token has none), whose
+    /// rate-limit bucket the request draws on.
+    pub fn client(&self) -> &str {
+        self.0.azp.as_deref().unwrap_or(&self.0.sub)
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        // Already verified by the rate limiter on the Management routes.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        Self::from_headers(&parts.headers, state).await
     }
 }
