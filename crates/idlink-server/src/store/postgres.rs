@@ -554,21 +554,22 @@ async fn link_once(
     // 2. Lock the users in ascending user_id order: two links that involve the same
     //    two users (in either role) queue instead of deadlocking.
     to_lock.sort_unstable();
-    let mut primary_exists = false;
-    for user_id in &to_lock {
-        let exists = lock_user(conn, user_id).await?;
-        if *user_id == primary_id {
-            primary_exists = exists;
+    let mut locked: Vec<&str> = Vec::with_capacity(to_lock.len());
+    for user_id in to_lock {
+        if lock_user(conn, user_id).await? {
+            locked.push(user_id);
         }
     }
-    if !primary_exists {
+    if !locked.contains(&primary_id) {
         return Err(Error::UserNotFound.into());
     }
-    // 3. Re-read the target under lock. If it became the main identity of a user we
-    //    did not lock (unlinked, or created, in between), start over.
+    // 3. Re-read the target under lock. If it is now the main identity of a user we
+    //    do not hold (it was unlinked or recreated in between, or the user we meant to
+    //    lock was deleted and a new one of the same id appeared), start over: only
+    //    rows of users we hold are stable until commit.
     let owner = identity_owner(conn, target, true).await?;
     if let Some((owner_id, 0)) = &owner {
-        if !to_lock.contains(&owner_id.as_str()) {
+        if !locked.contains(&owner_id.as_str()) {
             return Err(Attempt::Moved);
         }
     }
