@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (zero configuration: SQLite file `idlink.db`, port 8080).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the tenant's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -259,7 +259,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(args).await,
         }
     });
