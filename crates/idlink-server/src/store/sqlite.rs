@@ -67,8 +67,18 @@ impl SqliteStore {
         Ok(Self { reader, writer })
     }
 
+    /// Starts a write transaction, cancel-safely. A request dropped while its `BEGIN`
+    /// is under way (client gone, deadline passed, waiting on another process's write
+    /// lock) would otherwise leave the single writer connection inside a transaction
+    /// that nothing ends: every later write would fail. So `BEGIN` runs in a task of its
+    /// own that always finishes; when the caller is gone by then, the transaction is
+    /// dropped there, which rolls it back.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.begin_with("BEGIN IMMEDIATE").await })
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::from)
     }
 }
 
