@@ -74,6 +74,7 @@ impl Default for Config {
 /// domain = "dev-tenant.example.com"
 /// rate_limit = "enterprise"        # free | enterprise | off | "BURST/RATE_PER_SECOND"
 /// client_rate_limit = "10/5"       # each client's own bucket (default: as rate_limit)
+/// request_timeout = 30             # seconds before a request is abandoned (503)
 ///
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
@@ -106,6 +107,8 @@ pub struct TenantConfig {
     pub rate_limit: Option<RateLimit>,
     /// Rate limit of each client's own bucket (default: the same shape as `rate_limit`).
     pub client_rate_limit: Option<RateLimit>,
+    /// Seconds a request may run before it is abandoned (default 30).
+    pub request_timeout: Option<f64>,
 }
 
 /// Token lifetimes, in seconds.

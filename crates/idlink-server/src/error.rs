@@ -58,6 +58,14 @@ pub enum Error {
     PayloadTooLarge(usize),
     #[error("Unsupported Media Type")]
     UnsupportedMediaType,
+    #[error("URI longer than the maximum allowed: {0} bytes")]
+    UriTooLong(usize),
+    #[error("Request headers larger than the maximum allowed: {0} bytes")]
+    HeadersTooLarge(usize),
+    /// The request ran past its deadline and was abandoned (its transaction, if any,
+    /// rolled back when the handler was dropped).
+    #[error("The request took too long and was abandoned.")]
+    RequestTimeout,
     /// Something broke inside; logged, and the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -93,6 +101,9 @@ impl Error {
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+            UriTooLong(_) => (StatusCode::URI_TOO_LONG, None),
+            HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, None),
+            RequestTimeout => (StatusCode::SERVICE_UNAVAILABLE, Some("request_timeout")),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }

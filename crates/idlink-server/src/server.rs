@@ -109,6 +109,7 @@ impl Server {
                     .unwrap_or_default(),
             )),
             public_url: public_url.into(),
+            request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
         };
         Ok(Self {
             listener,

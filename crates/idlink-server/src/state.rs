@@ -20,6 +20,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// The URL clients reach the server at, without a trailing slash.
     pub public_url: Arc<str>,
+    /// How long a request may run before it is abandoned (503 `request_timeout`).
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {

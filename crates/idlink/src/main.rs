@@ -97,6 +97,9 @@ struct ServeArgs {
     /// Each client's own bucket (default: the same shape as --rate-limit).
     #[arg(long, env = "IDLINK_CLIENT_RATE_LIMIT")]
     client_rate_limit: Option<RateLimit>,
+    /// Seconds a request may run before it is abandoned with a 503 (default 30).
+    #[arg(long, env = "IDLINK_REQUEST_TIMEOUT")]
+    request_timeout: Option<f64>,
     /// Pin the admin client's id (with --admin-client-secret).
     #[arg(long, env = "IDLINK_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
     admin_client_id: Option<String>,
@@ -138,6 +141,9 @@ impl ServeArgs {
         }
         if self.client_rate_limit.is_some() {
             tenant.client_rate_limit = self.client_rate_limit;
+        }
+        if self.request_timeout.is_some() {
+            tenant.request_timeout = self.request_timeout;
         }
         let mut config = Config {
             bind: self.bind,

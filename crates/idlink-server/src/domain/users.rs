@@ -12,6 +12,58 @@ pub const MAX_PER_PAGE: u64 = 100;
 /// The page size when none is asked for.
 pub const DEFAULT_PER_PAGE: u64 = 50;
 
+/// The longest value (in characters) each string field of a user may hold, following
+/// Auth0's published limits where there are some (`name`, `nickname` 300; `given_name`,
+/// `family_name` 150; `username` 128) and idlink's own elsewhere.
+pub const FIELD_LIMITS: &[(&str, usize)] = &[
+    ("email", 512),
+    ("username", 128),
+    ("phone_number", 64),
+    ("name", 300),
+    ("given_name", 150),
+    ("family_name", 150),
+    ("nickname", 300),
+    ("picture", 2048),
+    ("user_id", 255),
+    ("connection", 128),
+    ("client_id", 128),
+    ("password", 1024),
+];
+
+/// The length limit of `field`, if it has one.
+pub fn field_limit(field: &str) -> Option<usize> {
+    FIELD_LIMITS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, max)| *max)
+}
+
+/// Rejects string values longer than their [`FIELD_LIMITS`], in Auth0's words.
+fn check_lengths(object: &Map<String, Value>) -> Result<()> {
+    for (key, value) in object {
+        if let (Value::String(s), Some(max)) = (value, field_limit(key)) {
+            let len = s.chars().count();
+            if len > max {
+                return Err(Error::InvalidBody(format!(
+                    "Payload validation error: 'String is too long ({len} chars), maximum {max}' on property {key}."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A provider-side id may hold any Unicode but no control characters (which have no
+/// place in an id and would corrupt logs and the `provider|id` form).
+fn check_user_id(id: &str) -> Result<()> {
+    if id.chars().any(char::is_control) {
+        return Err(Error::InvalidBody(
+            "Payload validation error: 'user_id must not contain control characters'.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A field `q` can search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchField {
@@ -160,6 +212,7 @@ impl UserPatch {
     pub fn from_body(body: &Value) -> Result<(Self, Option<String>)> {
         let object = expect_object(body)?;
         reject_unknown(object, PATCH_FIELDS)?;
+        check_lengths(object)?;
         let mut patch = UserPatch::default();
         for (key, value) in object {
             match key.as_str() {
@@ -274,6 +327,7 @@ pub struct NewUser {
 pub fn create_connection_name(body: &Value) -> Result<String> {
     let object = expect_object(body)?;
     reject_unknown(object, CREATE_FIELDS)?;
+    check_lengths(object)?;
     match object.get("connection") {
         Some(Value::String(name)) if !name.is_empty() => Ok(name.clone()),
         Some(Value::String(_)) | None => Err(Error::InvalidBody(
@@ -302,6 +356,9 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
     }
     if let Some(email) = &req.email {
         check_email(email, "email")?;
+    }
+    if let Some(UserId::String(id)) = &req.user_id {
+        check_user_id(id)?;
     }
     let (provider_id, password) = if connection.is_database() {
         let password = match req.password.as_deref() {
@@ -494,6 +551,36 @@ mod tests {
             Value::Object(stored),
             json!({"a": 1, "nested": {"x": 9}, "b": 2})
         );
+    }
+
+    #[test]
+    fn string_lengths_are_limited() {
+        let long = |n: usize| "é".repeat(n);
+        assert!(UserPatch::from_body(&json!({"name": long(300)})).is_ok());
+        assert!(UserPatch::from_body(&json!({"name": long(301)})).is_err());
+        assert!(UserPatch::from_body(&json!({"given_name": long(151)})).is_err());
+        let email = format!("{}@example.com", "a".repeat(501));
+        assert!(UserPatch::from_body(&json!({ "email": email })).is_err());
+        assert!(
+            create_connection_name(&json!({"connection": "x", "username": long(129)})).is_err()
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_emails_and_ids() {
+        for bad in [
+            "a\u{0}b@example.com",
+            "a@exa\nmple.com",
+            "a\u{7f}@x.y",
+            "a\u{85}@x.y",
+        ] {
+            assert!(
+                UserPatch::from_body(&json!({ "email": bad })).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(check_user_id("gh\u{1b}[31m").is_err());
+        assert!(check_user_id("🦀 עברית e\u{301}").is_ok());
     }
 
     #[test]

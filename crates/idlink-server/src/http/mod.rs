@@ -2,6 +2,7 @@
 
 pub mod extract;
 mod identities;
+pub mod limits;
 mod oauth;
 mod users;
 mod well_known;
@@ -36,6 +37,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::middleware,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
