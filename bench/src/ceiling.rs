@@ -2,6 +2,7 @@
 //! against `idlink_server::store` — no HTTP, no tokens — as the floor the full path is
 //! measured against.
 
+use idlink_server::domain::audit::{Actor, LogEvent, Operation};
 use std::sync::Arc;
 
 use idlink_server::config::Config;
@@ -93,13 +94,36 @@ fn error_key(err: &idlink_server::error::Error) -> String {
 
 impl Worker for StoreWorker {
     async fn op(&mut self) -> Result<(), String> {
+        // The same transactions the server runs, audit record included.
+        let now = idlink_server::clock::now_iso();
+        let (operation, status) = if self.linked {
+            (Operation::Unlink, 200)
+        } else {
+            (Operation::Link, 201)
+        };
+        let actor = Actor {
+            client_id: Some("idlink-bench".into()),
+            sub: "idlink-bench@clients".into(),
+            scope: "update:users".into(),
+        };
+        let event = LogEvent::new(
+            operation,
+            &actor,
+            &self.primary,
+            Some(self.secondary.to_user_id()),
+            serde_json::json!({"provider": self.secondary.provider, "user_id": self.secondary.user_id}),
+            status,
+            None,
+            &now,
+        );
         let outcome = if self.linked {
-            let now = idlink_server::clock::now_iso();
             self.store
-                .unlink(&self.primary, &self.secondary, &now)
+                .unlink(&self.primary, &self.secondary, &now, &event)
                 .await
         } else {
-            self.store.link(&self.primary, &self.secondary, None).await
+            self.store
+                .link(&self.primary, &self.secondary, None, &event)
+                .await
         };
         self.linked = !self.linked;
         outcome.map(drop).map_err(|e| error_key(&e))

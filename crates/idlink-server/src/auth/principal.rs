@@ -8,6 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::tokens::AccessClaims;
+use crate::domain::audit::Actor;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -19,6 +20,15 @@ impl Principal {
     /// The token's claims.
     pub fn claims(&self) -> &AccessClaims {
         &self.0
+    }
+
+    /// Who this is, for the audit trail.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            client_id: self.0.azp.clone(),
+            sub: self.0.sub.clone(),
+            scope: self.0.scope.clone(),
+        }
     }
 
     /// Requires one of `scopes`.

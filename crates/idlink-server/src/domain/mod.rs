@@ -1,5 +1,6 @@
 //! The rules of linking and of users, as pure functions over plain data.
 
+pub mod audit;
 pub mod ids;
 pub mod linking;
 pub mod model;

@@ -118,6 +118,33 @@ impl UserQuery {
 /// Parses the subset of Auth0's Lucene-style `q` that idlink understands:
 /// `field:"value"` or `field:value` terms joined by `AND`.
 pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
+    parse_terms(q)?
+        .into_iter()
+        .map(|(field, value)| {
+            let field = match field.as_str() {
+                "email" => SearchField::Email,
+                "user_id" => SearchField::UserId,
+                "name" => SearchField::Name,
+                "username" => SearchField::Username,
+                "nickname" => SearchField::Nickname,
+                "given_name" => SearchField::GivenName,
+                "family_name" => SearchField::FamilyName,
+                "identities.connection" => SearchField::IdentityConnection,
+                "identities.provider" => SearchField::IdentityProvider,
+                other => {
+                    return Err(Error::InvalidQuery(format!(
+                        "Query validation error: unsupported search field '{other}'"
+                    )));
+                }
+            };
+            Ok(SearchTerm { field, value })
+        })
+        .collect()
+}
+
+/// Splits a Lucene-style query into its `field:"value"` / `field:value` terms, which
+/// must be joined by `AND`.
+pub fn parse_terms(q: &str) -> Result<Vec<(String, String)>> {
     let invalid = |why: &str| Error::InvalidQuery(format!("Query validation error: {why}"));
     let mut terms = Vec::new();
     let mut rest = q.trim();
@@ -125,18 +152,6 @@ pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
         let (field, after) = rest
             .split_once(':')
             .ok_or_else(|| invalid(&format!("expected field:value in '{rest}'")))?;
-        let field = match field.trim() {
-            "email" => SearchField::Email,
-            "user_id" => SearchField::UserId,
-            "name" => SearchField::Name,
-            "username" => SearchField::Username,
-            "nickname" => SearchField::Nickname,
-            "given_name" => SearchField::GivenName,
-            "family_name" => SearchField::FamilyName,
-            "identities.connection" => SearchField::IdentityConnection,
-            "identities.provider" => SearchField::IdentityProvider,
-            other => return Err(invalid(&format!("unsupported search field '{other}'"))),
-        };
         let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
             let end = quoted
                 .find('"')
@@ -149,10 +164,7 @@ pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
         if value.is_empty() {
             return Err(invalid("empty value"));
         }
-        terms.push(SearchTerm {
-            field,
-            value: value.to_owned(),
-        });
+        terms.push((field.trim().to_owned(), value.to_owned()));
         rest = after.trim_start();
         if !rest.is_empty() {
             rest = rest

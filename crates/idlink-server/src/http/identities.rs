@@ -6,10 +6,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use idlink_types::UserIdentity;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::extract::{ApiPath, RawBody, parse_payload};
 use crate::auth::Principal;
+use crate::domain::audit::{LogEvent, Operation};
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
@@ -113,6 +114,41 @@ fn wire(identities: &[Identity]) -> Vec<UserIdentity> {
     identities.iter().map(Identity::to_wire).collect()
 }
 
+/// What the audit trail says about a request as it is understood so far.
+#[derive(Debug, Default)]
+struct Attempted {
+    /// The request, without secrets (a `link_with` token is never recorded).
+    request: Value,
+    /// The other user involved.
+    secondary_user_id: Option<String>,
+}
+
+/// Records a failed attempt. Best effort: the request's own answer matters more than
+/// its record, so a failure to write is logged, not returned.
+async fn record_failure(
+    state: &AppState,
+    operation: Operation,
+    principal: &Principal,
+    primary: &str,
+    attempted: Attempted,
+    err: &Error,
+) {
+    let (status, code) = err.status_and_code();
+    let event = LogEvent::new(
+        operation,
+        &principal.actor(),
+        primary,
+        attempted.secondary_user_id,
+        attempted.request,
+        status.as_u16(),
+        Some((code.unwrap_or("server_error"), &err.public_message())),
+        &crate::clock::now_iso(),
+    );
+    if let Err(write_err) = state.store.record_log(&event).await {
+        tracing::warn!(error = %write_err, "could not record a failed attempt in the audit trail");
+    }
+}
+
 async fn link(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,14 +156,35 @@ async fn link(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
-    principal.authorize_on(&id, SCOPES)?;
-    let request = parse_link_request(&parse_payload(&headers, &body)?)?;
+    let mut attempted = Attempted::default();
+    match link_checked(&state, &principal, &id, &headers, &body, &mut attempted).await {
+        Ok(identities) => Ok((StatusCode::CREATED, Json(wire(&identities)))),
+        Err(err) => {
+            record_failure(&state, Operation::Link, &principal, &id, attempted, &err).await;
+            Err(err)
+        }
+    }
+}
+
+/// Authorize, validate, resolve the secondary, link — in the contract's order.
+async fn link_checked(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    attempted: &mut Attempted,
+) -> Result<Vec<Identity>> {
+    principal.authorize_on(id, SCOPES)?;
+    let request = parse_link_request(&parse_payload(headers, body)?)?;
     let (target, connection_id) = match request {
         LinkRequest::Identity {
             provider,
             user_id,
             connection_id,
         } => {
+            attempted.request =
+                json!({"provider": provider, "user_id": user_id, "connection_id": connection_id});
             let configured = match &connection_id {
                 Some(id) => state
                     .connection_by_id(id)
@@ -140,21 +197,35 @@ async fn link(
             (IdentityKey::new(&provider, &user_id), connection_id)
         }
         LinkRequest::Token(token) => {
+            attempted.request = json!({"link_with": "[redacted]"});
             let sub = state
                 .tokens
                 .verify_link_with(&token, principal.claims())
                 .await?;
+            attempted.request = json!({"link_with": "[redacted]", "sub": sub});
             let target = IdentityKey::from_user_id(&sub).ok_or(Error::InvalidLinkWith(
                 "JWT (link_with) contains an invalid sub claim.",
             ))?;
             (target, None)
         }
     };
-    let identities = state
+    // A successful link makes the secondary (whose main identity is the target) part
+    // of the primary; the event is written in the link's own transaction.
+    attempted.secondary_user_id = Some(target.to_user_id());
+    let event = LogEvent::new(
+        Operation::Link,
+        &principal.actor(),
+        id,
+        attempted.secondary_user_id.clone(),
+        attempted.request.clone(),
+        StatusCode::CREATED.as_u16(),
+        None,
+        &crate::clock::now_iso(),
+    );
+    state
         .store
-        .link(&id, &target, connection_id.as_deref())
-        .await?;
-    Ok((StatusCode::CREATED, Json(wire(&identities))))
+        .link(id, &target, connection_id.as_deref(), &event)
+        .await
 }
 
 async fn unlink(
@@ -162,13 +233,44 @@ async fn unlink(
     principal: Principal,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<UserIdentity>>> {
-    principal.authorize_on(&id, SCOPES)?;
     let target = IdentityKey::new(&provider, &user_id);
-    let remaining = state
-        .store
-        .unlink(&id, &target, &crate::clock::now_iso())
-        .await?;
-    Ok(Json(wire(&remaining)))
+    let attempted = || Attempted {
+        request: json!({"provider": provider, "user_id": user_id}),
+        secondary_user_id: Some(target.to_user_id()),
+    };
+    let outcome = match principal.authorize_on(&id, SCOPES) {
+        Ok(()) => {
+            let now = crate::clock::now_iso();
+            let attempt = attempted();
+            let event = LogEvent::new(
+                Operation::Unlink,
+                &principal.actor(),
+                &id,
+                attempt.secondary_user_id,
+                attempt.request,
+                StatusCode::OK.as_u16(),
+                None,
+                &now,
+            );
+            state.store.unlink(&id, &target, &now, &event).await
+        }
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(remaining) => Ok(Json(wire(&remaining))),
+        Err(err) => {
+            record_failure(
+                &state,
+                Operation::Unlink,
+                &principal,
+                &id,
+                attempted(),
+                &err,
+            )
+            .await;
+            Err(err)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 pub mod extract;
 mod identities;
 pub mod limits;
+mod logs;
 mod oauth;
+mod paging;
 mod users;
 mod well_known;
 
@@ -23,6 +25,7 @@ pub fn app(state: AppState) -> Router {
     let management = Router::new()
         .merge(users::router())
         .merge(identities::router())
+        .merge(logs::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -4,17 +4,16 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use idlink_types::{User, UsersPage};
+use idlink_types::User;
 
 use super::extract::{ApiPath, ApiQuery, RawBody, parse_payload};
+use super::paging::Paging;
 use crate::auth::{Principal, secrets};
 use crate::domain::model::UserRecord;
-use crate::domain::users::{
-    self, DEFAULT_PER_PAGE, MAX_PER_PAGE, NewUser, UserPatch, UserQuery, parse_search,
-};
+use crate::domain::users::{self, NewUser, UserPatch, UserQuery, parse_search};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::Credential;
@@ -63,59 +62,21 @@ async fn read(
     Ok(Json(user.to_wire()))
 }
 
-fn number(params: &HashMap<String, String>, key: &str, default: u64) -> Result<u64> {
-    match params.get(key) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            Error::InvalidQuery(format!(
-                "Query validation error: 'Expected type integer but found type string' on property {key}."
-            ))
-        }),
-    }
-}
-
-fn boolean(params: &HashMap<String, String>, key: &str) -> Result<bool> {
-    match params.get(key).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(Error::InvalidQuery(format!(
-            "Query validation error: 'Expected type boolean but found type string' on property {key}."
-        ))),
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     principal.require_any(&["read:users"])?;
-    let per_page = number(&params, "per_page", DEFAULT_PER_PAGE)?;
-    if per_page > MAX_PER_PAGE {
-        return Err(Error::InvalidQuery(format!(
-            "Query validation error: 'Number is greater than the maximum allowed value of {MAX_PER_PAGE}' on property per_page."
-        )));
-    }
+    let paging = Paging::from_params(&params)?;
     let query = UserQuery {
         terms: parse_search(params.get("q").map(String::as_str).unwrap_or(""))?,
-        page: number(&params, "page", 0)?,
-        per_page,
+        page: paging.page,
+        per_page: paging.per_page,
     };
-    let include_totals = boolean(&params, "include_totals")?;
     let (users, total) = state.store.list_users(&query).await?;
     let users: Vec<User> = users.iter().map(UserRecord::to_wire).collect();
-    Ok(if include_totals {
-        Json(UsersPage {
-            start: query.offset(),
-            limit: query.per_page,
-            length: users.len() as u64,
-            total,
-            users,
-        })
-        .into_response()
-    } else {
-        Json(users).into_response()
-    })
+    Ok(paging.respond("users", users, total))
 }
 
 async fn by_email(

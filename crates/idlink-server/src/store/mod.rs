@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -115,20 +116,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Links the standalone user whose main identity is `target` into `primary_id`;
     /// returns the primary's identities. See [`crate::domain::linking::plan_link`].
+    /// `audit` is written in the same transaction, so a link is never without its record.
     async fn link(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         connection_id: Option<&str>,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
     /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns
-    /// the primary's remaining identities.
+    /// the primary's remaining identities. `audit` is written in the same transaction.
     async fn unlink(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
+
+    /// Records an event on its own (a failed attempt: there is no change to join).
+    async fn record_log(&self, event: &LogEvent) -> Result<()>;
+    /// A page of the log and the total matching.
+    async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)>;
 }
 
 /// Opens the store a database URL names (`sqlite://…`, `postgres://…` or

@@ -28,10 +28,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
 use super::rows::{
-    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, SigningKeyRow, USER_COLUMNS,
-    UserColumns, UserRow,
+    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
+    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{SearchField, UserPatch, UserQuery};
@@ -541,6 +542,7 @@ async fn link_once(
     primary_id: &str,
     target: &IdentityKey,
     connection_id: Option<&str>,
+    audit: &LogEvent,
 ) -> Result<Vec<Identity>, Attempt> {
     // 1. Whose main identity is the target now (unlocked read)? Only a standalone
     //    user's main identity can be linked, so only that user needs locking.
@@ -605,6 +607,7 @@ async fn link_once(
         .bind(&primary.user_id)
         .execute(&mut *conn)
         .await?;
+    insert_log(conn, audit).await?;
     Ok(plan.identities)
 }
 
@@ -614,6 +617,7 @@ async fn unlink_once(
     primary_id: &str,
     target: &IdentityKey,
     now: &str,
+    audit: &LogEvent,
 ) -> Result<Vec<Identity>, Attempt> {
     if !lock_user(conn, primary_id).await? {
         return Err(Error::UserNotFound.into());
@@ -644,7 +648,41 @@ async fn unlink_once(
         .bind(&primary.user_id)
         .execute(&mut *conn)
         .await?;
+    insert_log(conn, audit).await?;
     Ok(plan.remaining)
+}
+
+async fn insert_log(conn: &mut PgConnection, event: &LogEvent) -> Result<(), Attempt> {
+    sqlx::query(
+        "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&event.log_id)
+    .bind(&event.date)
+    .bind(event.outcome.code())
+    .bind(&event.description)
+    .bind(&event.client_id)
+    .bind(&event.user_id)
+    .bind(&event.secondary_user_id)
+    .bind(event.details.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn push_log_filter(builder: &mut QueryBuilder<'_, Postgres>, query: &LogQuery) {
+    builder.push(" WHERE 1 = 1");
+    if let Some(user_id) = &query.user_id {
+        builder
+            .push(" AND (user_id = ")
+            .push_bind(user_id.clone())
+            .push(" OR secondary_user_id = ")
+            .push_bind(user_id.clone())
+            .push(")");
+    }
+    if let Some(outcome) = query.outcome {
+        builder.push(" AND type = ").push_bind(outcome.code());
+    }
 }
 
 async fn execute(
@@ -858,12 +896,13 @@ impl Store for PgStore {
         primary_id: &str,
         target: &IdentityKey,
         connection_id: Option<&str>,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         // A unique violation here can only come from a race the locks did not order
         // (e.g. on an engine with different locking); the retry sees the winner, and
         // if it never settles the request gets what SQLite answers a loser.
         transaction!(self, OnUnique::Retry(|| Error::SecondaryNotFound), |conn| {
-            link_once(conn, primary_id, target, connection_id)
+            link_once(conn, primary_id, target, connection_id, audit)
         })
     }
 
@@ -872,10 +911,40 @@ impl Store for PgStore {
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
-            unlink_once(conn, primary_id, target, now)
+            unlink_once(conn, primary_id, target, now, audit)
         })
+    }
+
+    async fn record_log(&self, event: &LogEvent) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| insert_log(conn, event))
+    }
+
+    async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {
+        let mut conn = self.pool.acquire().await?;
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM logs");
+        push_log_filter(&mut count, query);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+        let mut select = QueryBuilder::<Postgres>::new(format!("SELECT {LOG_SELECT} FROM logs"));
+        push_log_filter(&mut select, query);
+        select
+            .push(if query.ascending {
+                " ORDER BY seq ASC"
+            } else {
+                " ORDER BY seq DESC"
+            })
+            .push(" LIMIT ")
+            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+        let events = rows
+            .into_iter()
+            .map(LogRow::into_event)
+            .collect::<Result<_>>()?;
+        Ok((events, total.unsigned_abs()))
     }
 }
 

@@ -5,6 +5,7 @@
 use idlink_types::UserId;
 use serde_json::{Map, Value};
 
+use crate::domain::audit::{LogEvent, Outcome};
 use crate::domain::model::{Connection, Identity, Profile, UserRecord};
 use crate::error::{Error, Result};
 
@@ -204,5 +205,36 @@ impl UserColumns {
             user_metadata: json_text(&user.user_metadata),
             app_metadata: json_text(&user.app_metadata),
         }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LogRow {
+    pub log_id: String,
+    pub date: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    pub secondary_user_id: Option<String>,
+    pub details: String,
+}
+
+pub const LOG_SELECT: &str =
+    "log_id, date, type, description, client_id, user_id, secondary_user_id, details";
+
+impl LogRow {
+    pub fn into_event(self) -> Result<LogEvent> {
+        Ok(LogEvent {
+            log_id: self.log_id,
+            date: self.date,
+            outcome: Outcome::from_code(&self.kind),
+            description: self.description,
+            client_id: self.client_id,
+            user_id: self.user_id,
+            secondary_user_id: self.secondary_user_id,
+            details: serde_json::from_str(&self.details).map_err(Error::internal)?,
+        })
     }
 }

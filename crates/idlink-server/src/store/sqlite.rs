@@ -16,10 +16,11 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::rows::{
-    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, SigningKeyRow, USER_COLUMNS,
-    UserColumns, UserRow,
+    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
+    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{SearchField, UserPatch, UserQuery};
@@ -82,24 +83,34 @@ impl SqliteStore {
     }
 }
 
+/// `users` joined with its identities: one statement, so loading a user is one round
+/// trip to the connection's worker thread instead of two.
+static LOAD_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT u.*, {IDENTITY_SELECT} FROM users u \
+         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
+         WHERE u.user_id = ? ORDER BY i.position"
+    )
+});
+
 async fn load_user(conn: &mut SqliteConnection, user_id: &str) -> Result<Option<UserRecord>> {
-    let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = ?")
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(&LOAD_USER)
         .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
+        .fetch_all(&mut *conn)
+        .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let identities = sqlx::query_as::<_, IdentityRow>(&format!(
-        "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id = ? ORDER BY position"
-    ))
-    .bind(user_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(IdentityRow::into_identity)
-    .collect::<Result<_>>()?;
-    row.into_user(identities).map(Some)
+    let user = UserRow::from_row(first)?;
+    let mut identities = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // A user without identities comes back as one row of NULL identity columns.
+        if row.try_get::<Option<String>, _>("owner_user_id")?.is_some() {
+            identities.push(IdentityRow::from_row(row)?.into_identity()?);
+        }
+    }
+    user.into_user(identities).map(Some)
 }
 
 /// Who owns the identity `key`, and at which position.
@@ -177,6 +188,39 @@ async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+async fn insert_log(conn: &mut SqliteConnection, event: &LogEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event.log_id)
+    .bind(&event.date)
+    .bind(event.outcome.code())
+    .bind(&event.description)
+    .bind(&event.client_id)
+    .bind(&event.user_id)
+    .bind(&event.secondary_user_id)
+    .bind(event.details.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn push_log_filter(builder: &mut QueryBuilder<'_, Sqlite>, query: &LogQuery) {
+    builder.push(" WHERE 1 = 1");
+    if let Some(user_id) = &query.user_id {
+        builder
+            .push(" AND (user_id = ")
+            .push_bind(user_id.clone())
+            .push(" OR secondary_user_id = ")
+            .push_bind(user_id.clone())
+            .push(")");
+    }
+    if let Some(outcome) = query.outcome {
+        builder.push(" AND type = ").push_bind(outcome.code());
+    }
 }
 
 fn push_search(builder: &mut QueryBuilder<'_, Sqlite>, query: &UserQuery) {
@@ -460,6 +504,7 @@ impl Store for SqliteStore {
         primary_id: &str,
         target: &IdentityKey,
         connection_id: Option<&str>,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         let mut tx = self.begin_write().await?;
         let primary = load_user(&mut tx, primary_id)
@@ -493,6 +538,7 @@ impl Store for SqliteStore {
             .bind(&primary.user_id)
             .execute(&mut *tx)
             .await?;
+        insert_log(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(plan.identities)
     }
@@ -502,6 +548,7 @@ impl Store for SqliteStore {
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         let mut tx = self.begin_write().await?;
         let primary = load_user(&mut tx, primary_id)
@@ -530,7 +577,40 @@ impl Store for SqliteStore {
             .bind(&primary.user_id)
             .execute(&mut *tx)
             .await?;
+        insert_log(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(plan.remaining)
+    }
+
+    async fn record_log(&self, event: &LogEvent) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        insert_log(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {
+        let mut conn = self.reader.acquire().await?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM logs");
+        push_log_filter(&mut count, query);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {LOG_SELECT} FROM logs"));
+        push_log_filter(&mut select, query);
+        select
+            .push(if query.ascending {
+                " ORDER BY seq ASC"
+            } else {
+                " ORDER BY seq DESC"
+            })
+            .push(" LIMIT ")
+            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+        let events = rows
+            .into_iter()
+            .map(LogRow::into_event)
+            .collect::<Result<_>>()?;
+        Ok((events, total.unsigned_abs()))
     }
 }

@@ -1,0 +1,224 @@
+//! The audit trail: one log event per link, unlink and failed attempt, in Auth0's
+//! log-event shape (`type` `sapi` for a successful Management API operation, `fapi` for
+//! a failed one).
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+/// Whether the operation succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `sapi`: Success API Operation.
+    Success,
+    /// `fapi`: Failed API Operation.
+    Failure,
+}
+
+impl Outcome {
+    /// Auth0's event type code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Success => "sapi",
+            Self::Failure => "fapi",
+        }
+    }
+
+    /// The outcome of a stored type code.
+    pub fn from_code(code: &str) -> Self {
+        if code == "sapi" {
+            Self::Success
+        } else {
+            Self::Failure
+        }
+    }
+}
+
+/// Who made the request: the verified token's client and subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The client the token was issued to (`azp`).
+    pub client_id: Option<String>,
+    /// The token's subject: `{client_id}@clients` or a user id.
+    pub sub: String,
+    /// The token's scopes.
+    pub scope: String,
+}
+
+/// One log event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub log_id: String,
+    /// ISO-8601.
+    pub date: String,
+    pub outcome: Outcome,
+    pub description: String,
+    pub client_id: Option<String>,
+    /// The user acted on (the primary).
+    pub user_id: Option<String>,
+    /// The other user involved (the secondary), so its own log finds the event too.
+    pub secondary_user_id: Option<String>,
+    pub details: Value,
+}
+
+/// What was attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Link,
+    Unlink,
+}
+
+impl Operation {
+    fn description(self) -> &'static str {
+        match self {
+            Self::Link => "Link a User Account",
+            Self::Unlink => "Unlink a User Identity",
+        }
+    }
+}
+
+/// A time-ordered numeric id, like Auth0's log ids.
+pub fn log_id() -> String {
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let random: u64 = rand::thread_rng().gen_range(0..10_000_000_000_000_000);
+    format!("900{millis:013}{random:016}")
+}
+
+impl LogEvent {
+    /// The event for an operation on `primary` by `actor`.
+    ///
+    /// `request` is what was asked (provider, user_id, connection_id — never a token),
+    /// `status` the HTTP status answered and `error` the failure, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        operation: Operation,
+        actor: &Actor,
+        primary: &str,
+        secondary_user_id: Option<String>,
+        request: Value,
+        status: u16,
+        error: Option<(&str, &str)>,
+        date: &str,
+    ) -> Self {
+        let outcome = if error.is_none() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let mut response = json!({"statusCode": status});
+        if let Some((code, message)) = error {
+            response["body"] = json!({"errorCode": code, "message": message});
+        }
+        let description = match error {
+            None => operation.description().to_owned(),
+            Some((_, message)) => format!("{}: {message}", operation.description()),
+        };
+        LogEvent {
+            log_id: log_id(),
+            date: date.to_owned(),
+            outcome,
+            description,
+            client_id: actor.client_id.clone(),
+            user_id: Some(primary.to_owned()),
+            secondary_user_id,
+            details: json!({
+                "request": {
+                    "method": match operation { Operation::Link => "post", Operation::Unlink => "delete" },
+                    "primary_user_id": primary,
+                    "body": request,
+                    "auth": {"sub": actor.sub, "client_id": actor.client_id, "scopes": actor.scope.split_whitespace().collect::<Vec<_>>()},
+                },
+                "response": response,
+            }),
+        }
+    }
+
+    /// The wire shape of `GET /api/v2/logs`.
+    pub fn to_wire(&self) -> Value {
+        let mut event = json!({
+            "log_id": self.log_id,
+            "date": self.date,
+            "type": self.outcome.code(),
+            "description": self.description,
+            "details": self.details,
+        });
+        if let Some(client_id) = &self.client_id {
+            event["client_id"] = json!(client_id);
+        }
+        if let Some(user_id) = &self.user_id {
+            event["user_id"] = json!(user_id);
+        }
+        event
+    }
+}
+
+/// A page of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only events about this user (as primary or secondary).
+    pub user_id: Option<String>,
+    /// Only events of this type code.
+    pub outcome: Option<Outcome>,
+    pub page: u64,
+    pub per_page: u64,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+}
+
+impl LogQuery {
+    /// Rows to skip.
+    pub fn offset(&self) -> u64 {
+        self.page.saturating_mul(self.per_page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_have_auth0s_shape() {
+        let actor = Actor {
+            client_id: Some("cid".into()),
+            sub: "cid@clients".into(),
+            scope: "update:users".into(),
+        };
+        let ok = LogEvent::new(
+            Operation::Link,
+            &actor,
+            "auth0|1",
+            Some("github|2".into()),
+            json!({"provider": "github", "user_id": 2}),
+            201,
+            None,
+            "2026-01-01T00:00:00.000Z",
+        );
+        let wire = ok.to_wire();
+        assert_eq!(wire["type"], "sapi");
+        assert_eq!(wire["description"], "Link a User Account");
+        assert_eq!(wire["client_id"], "cid");
+        assert_eq!(wire["user_id"], "auth0|1");
+        assert_eq!(wire["details"]["response"]["statusCode"], 201);
+        assert_eq!(
+            wire["details"]["request"]["auth"]["scopes"],
+            json!(["update:users"])
+        );
+
+        let failed = LogEvent::new(
+            Operation::Unlink,
+            &actor,
+            "auth0|1",
+            None,
+            json!({}),
+            400,
+            Some(("invalid_uri", "Main identity cannot be removed.")),
+            "2026-01-01T00:00:00.000Z",
+        );
+        assert_eq!(failed.to_wire()["type"], "fapi");
+        assert_eq!(
+            failed.details["response"]["body"]["errorCode"],
+            "invalid_uri"
+        );
+        assert!(log_id() < log_id() || log_id().len() == 32);
+        assert_eq!(log_id().len(), 32);
+    }
+}
