@@ -43,7 +43,10 @@ async fn configured_domain_connections_clients_and_lifetimes_take_effect() {
 
     // Users in the configured database connection sign in through the public client.
     let reply = api
-        .post("/api/v2/users", json!({"connection": "corp-users", "email": "c@example.com", "password": PASSWORD}))
+        .post(
+            "/api/v2/users",
+            json!({"connection": "corp-users", "email": "c@example.com", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(reply.body["identities"][0]["connection"], "corp-users");
@@ -59,18 +62,26 @@ async fn configured_domain_connections_clients_and_lifetimes_take_effect() {
     let response = api
         .http
         .post(api.url("/oauth/token"))
-        .json(&json!({"grant_type": "password", "username": "c@example.com", "password": PASSWORD,
-            "client_id": "spa-client"}))
+        .json(
+            &json!({"grant_type": "password", "username": "c@example.com", "password": PASSWORD,
+            "client_id": "spa-client"}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
-    assert_eq!(response.json::<Value>().await.unwrap()["error"], "unauthorized_client");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
 
     // A configured enterprise provider can be linked.
-    api.social_user("okta", json!("okta-1"), "o@example.com").await;
+    api.social_user("okta", json!("okta-1"), "o@example.com")
+        .await;
     let primary = reply.body["user_id"].as_str().unwrap();
-    let linked = api.link(primary, json!({"provider": "okta", "user_id": "okta-1"})).await;
+    let linked = api
+        .link(primary, json!({"provider": "okta", "user_id": "okta-1"}))
+        .await;
     assert_eq!(linked.status, 201, "{}", linked.body);
     assert_eq!(linked.body[1]["isSocial"], false);
 }
