@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
+use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
@@ -35,7 +36,7 @@ use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
-use crate::domain::users::{SearchField, UserPatch, UserQuery};
+use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
 
 /// The embedded migrations. sqlx's migrator holds a PostgreSQL advisory lock (keyed
@@ -404,43 +405,6 @@ async fn write_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), At
     Ok(())
 }
 
-fn push_search(builder: &mut QueryBuilder<'_, Postgres>, query: &UserQuery) {
-    builder.push(" WHERE 1 = 1");
-    for term in &query.terms {
-        let column = match term.field {
-            SearchField::Email => {
-                builder
-                    .push(" AND u.email_lower = ")
-                    .push_bind(term.value.to_lowercase());
-                continue;
-            }
-            SearchField::IdentityConnection | SearchField::IdentityProvider => {
-                let column = if term.field == SearchField::IdentityConnection {
-                    "connection_name"
-                } else {
-                    "provider"
-                };
-                builder
-                    .push(format!(
-                        " AND EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id AND i.{column} = "
-                    ))
-                    .push_bind(term.value.clone())
-                    .push(")");
-                continue;
-            }
-            SearchField::UserId => "user_id",
-            SearchField::Name => "name",
-            SearchField::Username => "username",
-            SearchField::Nickname => "nickname",
-            SearchField::GivenName => "given_name",
-            SearchField::FamilyName => "family_name",
-        };
-        builder
-            .push(format!(" AND u.{column} = "))
-            .push_bind(term.value.clone());
-    }
-}
-
 async fn add_signing_key_once(conn: &mut PgConnection, key: &SigningKey) -> Result<(), Attempt> {
     sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
         .bind(key.created_at)
@@ -670,21 +634,6 @@ async fn insert_log(conn: &mut PgConnection, event: &LogEvent) -> Result<(), Att
     Ok(())
 }
 
-fn push_log_filter(builder: &mut QueryBuilder<'_, Postgres>, query: &LogQuery) {
-    builder.push(" WHERE 1 = 1");
-    if let Some(user_id) = &query.user_id {
-        builder
-            .push(" AND (user_id = ")
-            .push_bind(user_id.clone())
-            .push(" OR secondary_user_id = ")
-            .push_bind(user_id.clone())
-            .push(")");
-    }
-    if let Some(outcome) = query.outcome {
-        builder.push(" AND type = ").push_bind(outcome.code());
-    }
-}
-
 async fn execute(
     conn: &mut PgConnection,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
@@ -817,11 +766,11 @@ impl Store for PgStore {
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
-        push_search(&mut count, query);
+        push_user_search(&mut count, query);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
 
         let mut select = QueryBuilder::<Postgres>::new("SELECT u.* FROM users u");
-        push_search(&mut select, query);
+        push_user_search(&mut select, query);
         select
             .push(" ORDER BY u.created_at, u.user_id LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
@@ -929,16 +878,7 @@ impl Store for PgStore {
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
         let mut select = QueryBuilder::<Postgres>::new(format!("SELECT {LOG_SELECT} FROM logs"));
         push_log_filter(&mut select, query);
-        select
-            .push(if query.ascending {
-                " ORDER BY seq ASC"
-            } else {
-                " ORDER BY seq DESC"
-            })
-            .push(" LIMIT ")
-            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        push_log_page(&mut select, query);
         let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
         let events = rows
             .into_iter()

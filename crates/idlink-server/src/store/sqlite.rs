@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
@@ -23,7 +24,7 @@ use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
-use crate::domain::users::{SearchField, UserPatch, UserQuery};
+use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
 
 /// SQLite-backed [`Store`].
@@ -208,58 +209,6 @@ async fn insert_log(conn: &mut SqliteConnection, event: &LogEvent) -> Result<()>
     Ok(())
 }
 
-fn push_log_filter(builder: &mut QueryBuilder<'_, Sqlite>, query: &LogQuery) {
-    builder.push(" WHERE 1 = 1");
-    if let Some(user_id) = &query.user_id {
-        builder
-            .push(" AND (user_id = ")
-            .push_bind(user_id.clone())
-            .push(" OR secondary_user_id = ")
-            .push_bind(user_id.clone())
-            .push(")");
-    }
-    if let Some(outcome) = query.outcome {
-        builder.push(" AND type = ").push_bind(outcome.code());
-    }
-}
-
-fn push_search(builder: &mut QueryBuilder<'_, Sqlite>, query: &UserQuery) {
-    builder.push(" WHERE 1 = 1");
-    for term in &query.terms {
-        let column = match term.field {
-            SearchField::Email => {
-                builder
-                    .push(" AND u.email_lower = ")
-                    .push_bind(term.value.to_lowercase());
-                continue;
-            }
-            SearchField::IdentityConnection | SearchField::IdentityProvider => {
-                let column = if term.field == SearchField::IdentityConnection {
-                    "connection_name"
-                } else {
-                    "provider"
-                };
-                builder
-                    .push(format!(
-                        " AND EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id AND i.{column} = "
-                    ))
-                    .push_bind(term.value.clone())
-                    .push(")");
-                continue;
-            }
-            SearchField::UserId => "user_id",
-            SearchField::Name => "name",
-            SearchField::Username => "username",
-            SearchField::Nickname => "nickname",
-            SearchField::GivenName => "given_name",
-            SearchField::FamilyName => "family_name",
-        };
-        builder
-            .push(format!(" AND u.{column} = "))
-            .push_bind(term.value.clone());
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -410,11 +359,11 @@ impl Store for SqliteStore {
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
         let mut conn = self.reader.acquire().await?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users u");
-        push_search(&mut count, query);
+        push_user_search(&mut count, query);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
 
         let mut select = QueryBuilder::<Sqlite>::new("SELECT u.* FROM users u");
-        push_search(&mut select, query);
+        push_user_search(&mut select, query);
         select
             .push(" ORDER BY u.created_at, u.user_id LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
@@ -596,16 +545,7 @@ impl Store for SqliteStore {
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
         let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {LOG_SELECT} FROM logs"));
         push_log_filter(&mut select, query);
-        select
-            .push(if query.ascending {
-                " ORDER BY seq ASC"
-            } else {
-                " ORDER BY seq DESC"
-            })
-            .push(" LIMIT ")
-            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        push_log_page(&mut select, query);
         let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
         let events = rows
             .into_iter()
