@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// ).unwrap();
 /// assert_eq!(e.error_code.as_deref(), Some("identity_conflict"));
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The HTTP status code.
@@ -37,6 +38,7 @@ pub struct ErrorBody {
 ///     serde_json::from_str(r#"{"error":"invalid_grant","error_description":"Wrong email or password."}"#).unwrap();
 /// assert_eq!(e.error, "invalid_grant");
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthErrorBody {
     /// The OAuth error code (`invalid_client`, `invalid_grant`, `access_denied`, …).

@@ -19,6 +19,7 @@ use crate::{UserId, UserIdentityProviderEnum};
 /// assert_eq!(p.extra["locale"], "fr");
 /// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"email":"a@example.com","locale":"fr"}"#);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserProfileData {
     /// Email address of this user.
@@ -47,6 +48,7 @@ pub struct UserProfileData {
     pub family_name: Option<String>,
     /// Every other key, verbatim (`nickname`, `picture`, provider-specific fields, …).
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extra: Map<String, Value>,
 }
 
@@ -65,6 +67,7 @@ pub struct UserProfileData {
 /// assert_eq!(i.user_id, UserId::Integer(123));
 /// assert_eq!(i.is_social, Some(true));
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserIdentity {
     /// Name of the connection the identity belongs to.
@@ -162,6 +165,7 @@ pub type DeleteUserIdentityResponseContentItem = UserIdentity;
 /// let mode_a = LinkUserIdentityRequestContent::link_with("eyJhbGciOi…");
 /// assert_eq!(serde_json::to_string(&mode_a).unwrap(), r#"{"link_with":"eyJhbGciOi…"}"#);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkUserIdentityRequestContent {
     /// Provider of the secondary account.

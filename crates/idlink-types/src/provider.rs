@@ -189,6 +189,24 @@ impl<'de> Deserialize<'de> for UserIdentityProviderEnum {
     }
 }
 
+/// On the wire a provider is a plain string; the set is open, so the schema lists no
+/// values.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for UserIdentityProviderEnum {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .description(Some(
+                "An identity provider name, e.g. `google-oauth2` (an open set).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for UserIdentityProviderEnum {}
+
 #[cfg(test)]
 mod tests {
     use super::UserIdentityProviderEnum as P;

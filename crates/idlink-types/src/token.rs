@@ -19,6 +19,7 @@ pub const GRANT_PASSWORD_REALM: &str = "http://auth0.com/oauth/grant-type/passwo
 /// assert_eq!(t.expires_in, 86400);
 /// assert!(t.id_token.is_none());
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// The access token (a JWT).

@@ -19,6 +19,7 @@ use crate::{UserId, UserIdentity};
 /// assert_eq!(u.email.as_deref(), Some("a@example.com"));
 /// assert_eq!(u.extra["last_ip"], "10.0.0.1");
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id, `{provider}|{id}`.
@@ -64,9 +65,11 @@ pub struct User {
     pub identities: Vec<UserIdentity>,
     /// Metadata the user may edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub user_metadata: Option<Map<String, Value>>,
     /// Metadata only the application may edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub app_metadata: Option<Map<String, Value>>,
     /// Whether the user is blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,7 @@ pub struct User {
     pub logins_count: Option<i64>,
     /// Every other field, verbatim.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extra: Map<String, Value>,
 }
 
@@ -100,15 +104,18 @@ pub struct User {
 /// let json = serde_json::to_value(&github).unwrap();
 /// assert_eq!(json["user_id"], 583231);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateUserRequestContent {
     /// Name of the connection the user is created in.
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
     pub connection: String,
     /// Provider-side id; social connections only in idlink (Auth0: database only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub email: Option<String>,
     /// Whether the email is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,39 +125,49 @@ pub struct CreateUserRequestContent {
     pub verify_email: Option<bool>,
     /// Password, for database connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub password: Option<String>,
     /// Username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
     pub username: Option<String>,
     /// Phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub phone_number: Option<String>,
     /// Whether the phone number is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_verified: Option<bool>,
     /// Full name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 300))]
     pub name: Option<String>,
     /// Given name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 150))]
     pub given_name: Option<String>,
     /// Family name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 150))]
     pub family_name: Option<String>,
     /// Nickname.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 300))]
     pub nickname: Option<String>,
     /// Picture URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub picture: Option<String>,
     /// Whether the user is blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<bool>,
     /// Metadata the user may edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub user_metadata: Option<Map<String, Value>>,
     /// Metadata only the application may edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub app_metadata: Option<Map<String, Value>>,
 }
 
@@ -172,49 +189,61 @@ pub struct CreateUserRequestContent {
 ///     r#"{"user_metadata":{"theme":"dark","obsolete":null}}"#
 /// );
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateUserRequestContent {
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub email: Option<String>,
     /// Whether the email is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
     /// New password (database users).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub password: Option<String>,
     /// Username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
     pub username: Option<String>,
     /// Phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub phone_number: Option<String>,
     /// Whether the phone number is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_verified: Option<bool>,
     /// Full name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 300))]
     pub name: Option<String>,
     /// Given name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 150))]
     pub given_name: Option<String>,
     /// Family name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 150))]
     pub family_name: Option<String>,
     /// Nickname.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 300))]
     pub nickname: Option<String>,
     /// Picture URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub picture: Option<String>,
     /// Whether the user is blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<bool>,
     /// Keys to merge into `user_metadata` (`null` removes a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub user_metadata: Option<Map<String, Value>>,
     /// Keys to merge into `app_metadata` (`null` removes a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub app_metadata: Option<Map<String, Value>>,
 }
 
@@ -227,6 +256,7 @@ pub struct UpdateUserRequestContent {
 /// ).unwrap();
 /// assert_eq!(page.total, 0);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsersPage {
     /// Index of the first user of this page in the whole result.

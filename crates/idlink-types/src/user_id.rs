@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 /// let google = UserId::from("1093");
 /// assert_eq!(serde_json::to_string(&google).unwrap(), "\"1093\"");
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum UserId {

@@ -149,7 +149,23 @@ async fn record_failure(
     }
 }
 
-async fn link(
+#[utoipa::path(
+    post,
+    path = "/api/v2/users/{id}/identities",
+    tag = "identities",
+    params(("id" = String, Path, description = "The primary user's user_id")),
+    request_body(content(
+        (idlink_types::LinkUserIdentityRequestContent = "application/json"),
+        (idlink_types::LinkUserIdentityRequestContent = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "The primary's identities, primary first", body = [UserIdentity]),
+        (status = 409, description = "The identity is already linked to the primary (`identity_conflict`)", body = idlink_types::ErrorBody),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["update:users"]), ("bearer" = ["update:current_user_identities"]))
+)]
+pub(super) async fn link(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -228,7 +244,22 @@ async fn link_checked(
         .await
 }
 
-async fn unlink(
+#[utoipa::path(
+    delete,
+    path = "/api/v2/users/{id}/identities/{provider}/{user_id}",
+    tag = "identities",
+    params(
+        ("id" = String, Path, description = "The primary user's user_id"),
+        ("provider" = String, Path, description = "The identity's provider"),
+        ("user_id" = String, Path, description = "The identity's provider-side id (after `provider|`)"),
+    ),
+    responses(
+        (status = 200, description = "The primary's remaining identities", body = [UserIdentity]),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["update:users"]), ("bearer" = ["update:current_user_identities"]))
+)]
+pub(super) async fn unlink(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,

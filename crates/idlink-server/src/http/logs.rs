@@ -38,7 +38,21 @@ fn respond(paging: Paging, events: Vec<LogEvent>, total: u64) -> Response {
     paging.respond("logs", events, total)
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v2/logs",
+    tag = "logs",
+    params(
+        ("page" = Option<u64>, Query, description = "Page number, from 0"),
+        ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
+        ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
+        ("q" = Option<String>, Query, description = "`user_id:…` and/or `type:sapi|fapi`, joined by `AND`"),
+        ("sort" = Option<String>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
+    ),
+    responses((status = 200, description = "Log events", body = super::openapi::LogsResponse), super::openapi::ApiErrors),
+    security(("bearer" = ["read:logs"]))
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -69,7 +83,21 @@ async fn list(
     Ok(respond(paging, events, total))
 }
 
-async fn user_logs(
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{id}/logs",
+    tag = "logs",
+    params(
+        ("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)"),
+        ("page" = Option<u64>, Query, description = "Page number, from 0"),
+        ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
+        ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
+        ("sort" = Option<String>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
+    ),
+    responses((status = 200, description = "The user's log events", body = super::openapi::LogsResponse), super::openapi::ApiErrors),
+    security(("bearer" = ["read:logs_users"]))
+)]
+pub(super) async fn user_logs(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,

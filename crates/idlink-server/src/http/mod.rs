@@ -5,6 +5,7 @@ mod identities;
 pub mod limits;
 mod logs;
 mod oauth;
+pub mod openapi;
 mod paging;
 mod users;
 mod well_known;
@@ -26,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(identities::router())
         .merge(logs::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -58,7 +60,16 @@ async fn method_not_allowed() -> Error {
 
 /// Liveness and database reachability, for load balancers: 200 when the database
 /// answers, 503 when it does not (so traffic moves to instances that can serve).
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The database answers", body = openapi::Health),
+        (status = 503, description = "The database does not answer", body = openapi::Health),
+    )
+)]
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
 
 /// An OAuth error response.
 #[derive(Debug)]
-struct OAuthError {
+pub(super) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
@@ -187,7 +187,21 @@ fn token_response(body: TokenResponse) -> Response {
     response
 }
 
-async fn token(
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    request_body(content(
+        (super::openapi::TokenRequest = "application/json"),
+        (super::openapi::TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        super::openapi::OAuthErrors,
+    ),
+    security((), ("client_secret_basic" = []))
+)]
+pub(super) async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,

@@ -25,7 +25,19 @@ pub fn router() -> Router<AppState> {
         .route("/users-by-email", get(by_email))
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v2/users",
+    tag = "users",
+    request_body(content = idlink_types::CreateUserRequestContent, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The user created", body = User),
+        (status = 409, description = "A user with this identity exists", body = idlink_types::ErrorBody),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["create:users"]))
+)]
+pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -52,7 +64,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user.to_wire())))
 }
 
-async fn read(
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)")),
+    responses((status = 200, description = "The user", body = User), super::openapi::ApiErrors),
+    security(("bearer" = ["read:users"]), ("bearer" = ["read:current_user"]))
+)]
+pub(super) async fn read(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -62,7 +82,23 @@ async fn read(
     Ok(Json(user.to_wire()))
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v2/users",
+    tag = "users",
+    params(
+        ("page" = Option<u64>, Query, description = "Page number, from 0"),
+        ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
+        ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
+        ("q" = Option<String>, Query, description = "Search: `field:value` or `field:\"value\"` terms joined by `AND` (email, user_id, name, username, nickname, given_name, family_name, identities.connection, identities.provider)"),
+    ),
+    responses(
+        (status = 200, description = "Users (primaries and standalone users)", body = super::openapi::UsersResponse),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["read:users"]))
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -79,7 +115,15 @@ async fn list(
     Ok(paging.respond("users", users, total))
 }
 
-async fn by_email(
+#[utoipa::path(
+    get,
+    path = "/api/v2/users-by-email",
+    tag = "users",
+    params(("email" = String, Query, description = "The email address (case-insensitive)")),
+    responses((status = 200, description = "The users with this email", body = [User]), super::openapi::ApiErrors),
+    security(("bearer" = ["read:users"]))
+)]
+pub(super) async fn by_email(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -97,7 +141,19 @@ async fn by_email(
     Ok(Json(users.iter().map(UserRecord::to_wire).collect()))
 }
 
-async fn update(
+#[utoipa::path(
+    patch,
+    path = "/api/v2/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)")),
+    request_body(content = idlink_types::UpdateUserRequestContent, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["update:users"]))
+)]
+pub(super) async fn update(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -127,7 +183,18 @@ async fn update(
     Ok(Json(user.to_wire()))
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/api/v2/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)")),
+    responses(
+        (status = 204, description = "Deleted, with every linked identity (also when there was no such user)"),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["delete:users"]))
+)]
+pub(super) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,

@@ -18,11 +18,23 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn jwks(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "meta",
+    responses((status = 200, description = "The tenant's public keys (RS256)", body = Object), super::openapi::ApiErrors)
+)]
+pub(super) async fn jwks(State(state): State<AppState>) -> Json<Value> {
     Json(state.tokens.keys().get().jwks().clone())
 }
 
-async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "meta",
+    responses((status = 200, description = "OpenID Connect discovery", body = Object), super::openapi::ApiErrors)
+)]
+pub(super) async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
     let issuer = &state.tokens.tenant().issuer;
     let base = &state.public_url;
     Json(json!({
