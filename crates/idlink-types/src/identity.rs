@@ -166,6 +166,7 @@ pub type DeleteUserIdentityResponseContentItem = UserIdentity;
 /// assert_eq!(serde_json::to_string(&mode_a).unwrap(), r#"{"link_with":"eyJhbGciOi…"}"#);
 /// ```
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(min_properties = 1))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkUserIdentityRequestContent {
     /// Provider of the secondary account.
@@ -173,12 +174,14 @@ pub struct LinkUserIdentityRequestContent {
     pub provider: Option<UserIdentityProviderEnum>,
     /// Database connection of the secondary account (`con_` + 16 alphanumerics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^con_[A-Za-z0-9]{16}$"))]
     pub connection_id: Option<String>,
     /// Provider-side id of the secondary account (without the `provider|` prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
     /// The secondary account's JWT (mode A); excludes the other three fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub link_with: Option<String>,
 }
 

@@ -108,7 +108,7 @@ pub struct User {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateUserRequestContent {
     /// Name of the connection the user is created in.
-    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub connection: String,
     /// Provider-side id; social connections only in idlink (Auth0: database only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +116,10 @@ pub struct CreateUserRequestContent {
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 512))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^\s\x00-\x1f\x7f-\x9f]+$")
+    )]
     pub email: Option<String>,
     /// Whether the email is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +199,10 @@ pub struct UpdateUserRequestContent {
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 512))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^\s\x00-\x1f\x7f-\x9f]+$")
+    )]
     pub email: Option<String>,
     /// Whether the email is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,7 +47,7 @@ fn respond(paging: Paging, events: Vec<LogEvent>, total: u64) -> Response {
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
         ("q" = Option<String>, Query, description = "`user_id:…` and/or `type:sapi|fapi`, joined by `AND`"),
-        ("sort" = Option<String>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
+        ("sort" = Option<super::openapi::LogSort>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
     ),
     responses((status = 200, description = "Log events", body = super::openapi::LogsResponse), super::openapi::ApiErrors),
     security(("bearer" = ["read:logs"]))
@@ -92,7 +92,7 @@ pub(super) async fn list(
         ("page" = Option<u64>, Query, description = "Page number, from 0"),
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
-        ("sort" = Option<String>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
+        ("sort" = Option<super::openapi::LogSort>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
     ),
     responses((status = 200, description = "The user's log events", body = super::openapi::LogsResponse), super::openapi::ApiErrors),
     security(("bearer" = ["read:logs_users"]))

@@ -201,8 +201,7 @@ impl IntoResponses for OAuthErrors {
 /// `grant_type`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `client_credentials`, `password` or `http://auth0.com/oauth/grant-type/password-realm`.
-    pub grant_type: String,
+    pub grant_type: GrantType,
     /// The client's id (or HTTP Basic authentication).
     pub client_id: Option<String>,
     /// The client's secret (or HTTP Basic authentication).
@@ -217,6 +216,28 @@ pub struct TokenRequest {
     pub password: Option<String>,
     /// Password-realm grant: the database connection's name.
     pub realm: Option<String>,
+}
+
+/// The grants `POST /oauth/token` knows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub enum GrantType {
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "password")]
+    Password,
+    #[serde(rename = "http://auth0.com/oauth/grant-type/password-realm")]
+    PasswordRealm,
+}
+
+/// The orders log listings know.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub enum LogSort {
+    /// Oldest first.
+    #[serde(rename = "date:1")]
+    OldestFirst,
+    /// Newest first (the default).
+    #[serde(rename = "date:-1")]
+    NewestFirst,
 }
 
 /// A `GET /api/v2/users` answer: the users, or with `include_totals=true` a page.

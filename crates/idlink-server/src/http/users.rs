@@ -119,7 +119,7 @@ pub(super) async fn list(
     get,
     path = "/api/v2/users-by-email",
     tag = "users",
-    params(("email" = String, Query, description = "The email address (case-insensitive)")),
+    params(("email" = String, Query, min_length = 1, description = "The email address (case-insensitive)")),
     responses((status = 200, description = "The users with this email", body = [User]), super::openapi::ApiErrors),
     security(("bearer" = ["read:users"]))
 )]
