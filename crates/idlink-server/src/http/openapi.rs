@@ -63,6 +63,8 @@ use crate::state::AppState;
         OAuthErrorBody,
         TokenResponse,
         TokenRequest,
+        GrantType,
+        LogSort,
         LogEvent,
         LogsPage,
         Health,
