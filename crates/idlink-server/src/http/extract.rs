@@ -67,9 +67,31 @@ pub fn media_type(headers: &HeaderMap) -> Result<MediaType> {
     }
 }
 
+/// Whether any string (or object key) in `value` holds a NUL character.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// Parses a JSON or form-encoded body into JSON. Form fields become strings; an empty
-/// JSON body becomes `null` (which the validators then reject in Auth0's words).
+/// JSON body becomes `null` (which the validators then reject in Auth0's words). NUL
+/// characters are refused anywhere in it: PostgreSQL text cannot hold them (they made
+/// every such request a 500 there), and no field has a use for them.
 pub fn parse_payload(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
+    let value = parse_any_payload(headers, body)?;
+    if has_nul(&value) {
+        return Err(Error::InvalidBody(
+            "Payload validation error: strings must not contain NUL characters.".into(),
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_any_payload(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     match media_type(headers)? {
         MediaType::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
         MediaType::Json => serde_json::from_slice(body)
@@ -87,6 +109,14 @@ pub fn parse_payload(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     }
 }
 
+/// Whether a percent-encoded path or query holds an encoded NUL (`%00`), which decodes
+/// to a character PostgreSQL text cannot hold.
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
 /// Path parameters, percent-decoded; a bad encoding is a 400 `invalid_uri`.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);
@@ -95,6 +125,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(Error::InvalidUri(
+                "Invalid request URI. The path must not contain NUL characters.".into(),
+            ));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| ApiPath(value))
@@ -112,6 +147,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        if parts.uri.query().is_some_and(has_encoded_nul) {
+            return Err(Error::InvalidQuery(
+                "Query validation error: parameters must not contain NUL characters.".into(),
+            ));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))
@@ -152,5 +192,20 @@ mod tests {
             parse_payload(&headers("application/json"), b"{"),
             Err(Error::InvalidBody(_))
         ));
+        for nul in [
+            &br#"{"name":"a\u0000b"}"#[..],
+            br#"{"m":{"k\u0000":1}}"#,
+            br#"["\u0000"]"#,
+        ] {
+            assert!(matches!(
+                parse_payload(&headers("application/json"), nul),
+                Err(Error::InvalidBody(_))
+            ));
+        }
+        assert!(matches!(
+            parse_payload(&headers("application/x-www-form-urlencoded"), b"a=%00"),
+            Err(Error::InvalidBody(_))
+        ));
+        assert!(has_encoded_nul("/users/a%00b") && !has_encoded_nul("/users/a%100"));
     }
 }
