@@ -17,7 +17,8 @@
 # IDLINK_FUZZ_PHASES (default examples,coverage,fuzzing,stateful; stateful follows the
 # links schemathesis infers between operations), IDLINK_FUZZ_CHECKS (default the four
 # above; `all` also reports where the document is looser than the server's validation),
-# IDLINK_FUZZ_KEEP=1 keeps the temporary directory (server log, reports).
+# IDLINK_FUZZ_DATABASE_URL (default a temporary SQLite file; an empty postgres:// database
+# works too), IDLINK_FUZZ_KEEP=1 keeps the temporary directory (server log, reports).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,8 +65,9 @@ if [[ -z "$bin" ]]; then
     (cd "$root" && cargo build --quiet -p idlink) || fatal "build failed"
     bin="${CARGO_TARGET_DIR:-$root/target}/debug/idlink"
 fi
-echo "== starting $bin on $work/idlink.db"
-RUST_LOG=warn "$bin" serve --bind 127.0.0.1:0 --db "sqlite://$work/idlink.db" \
+database_url="${IDLINK_FUZZ_DATABASE_URL:-sqlite://$work/idlink.db}"
+echo "== starting $bin on $database_url"
+RUST_LOG=warn "$bin" serve --bind 127.0.0.1:0 --db "$database_url" \
     --rate-limit off --admin-client-id "$client_id" --admin-client-secret "$client_secret" \
     >"$work/server.out" 2>"$work/server.err" </dev/null &
 server_pid=$!
