@@ -95,17 +95,24 @@ static LOAD_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 async fn load_user(conn: &mut SqliteConnection, user_id: &str) -> Result<Option<UserRecord>> {
-    use sqlx::{FromRow, Row};
     let rows = sqlx::query(&LOAD_USER)
         .bind(user_id)
         .fetch_all(&mut *conn)
         .await?;
-    let Some(first) = rows.first() else {
+    user_from_rows(rows.iter())
+}
+
+/// A user from its rows of `users` joined with `identities` (see [`LOAD_USER`]).
+fn user_from_rows<'r>(
+    mut rows: impl Iterator<Item = &'r sqlx::sqlite::SqliteRow> + Clone,
+) -> Result<Option<UserRecord>> {
+    use sqlx::{FromRow, Row};
+    let Some(first) = rows.clone().next() else {
         return Ok(None);
     };
     let user = UserRow::from_row(first)?;
-    let mut identities = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let mut identities = Vec::new();
+    for row in rows.by_ref() {
         // A user without identities comes back as one row of NULL identity columns.
         if row.try_get::<Option<String>, _>("owner_user_id")?.is_some() {
             identities.push(IdentityRow::from_row(row)?.into_identity()?);
@@ -114,49 +121,69 @@ async fn load_user(conn: &mut SqliteConnection, user_id: &str) -> Result<Option<
     user.into_user(identities).map(Some)
 }
 
-/// Who owns the identity `key`, and at which position.
-async fn identity_owner(
-    conn: &mut SqliteConnection,
-    key: &IdentityKey,
-) -> Result<Option<(String, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT owner_user_id, position FROM identities WHERE provider = ? AND identity_user_id = ?",
+/// The primary (rows with `part` 0) and the standalone user whose main identity is the
+/// link target (`part` 1), in one round trip: two statements, one query.
+static LOAD_LINK_PAIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // `identities` is joined twice in the second statement: name its columns.
+    let identity_select = IDENTITY_SELECT
+        .split(',')
+        .map(|c| format!("i.{0} AS {0}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT 0 AS part, u.*, {identity_select} FROM users u \
+         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
+         WHERE u.user_id = ? ORDER BY i.position; \
+         SELECT 1 AS part, u.*, {identity_select} FROM identities t \
+         JOIN users u ON u.user_id = t.owner_user_id \
+         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
+         WHERE t.provider = ? AND t.identity_user_id = ? AND t.position = 0 \
+         ORDER BY i.position"
     )
-    .bind(&key.provider)
-    .bind(&key.user_id)
-    .fetch_optional(&mut *conn)
-    .await?)
+});
+
+static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+});
+
+/// Binds the parameters of [`INSERT_USER`].
+fn bind_user<'q>(
+    query: SqliteQuery<'q>,
+    user: &'q UserRecord,
+    cols: &'q UserColumns,
+) -> SqliteQuery<'q> {
+    let p = &user.profile;
+    query
+        .bind(&user.user_id)
+        .bind(&p.email)
+        .bind(&cols.email_lower)
+        .bind(p.email_verified)
+        .bind(&p.username)
+        .bind(&p.phone_number)
+        .bind(p.phone_verified)
+        .bind(&p.name)
+        .bind(&p.given_name)
+        .bind(&p.family_name)
+        .bind(&p.nickname)
+        .bind(&p.picture)
+        .bind(&cols.profile_extra)
+        .bind(&cols.user_metadata)
+        .bind(&cols.app_metadata)
+        .bind(user.blocked)
+        .bind(&user.last_login)
+        .bind(user.logins_count)
+        .bind(&user.created_at)
+        .bind(&user.updated_at)
 }
 
 async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
     let cols = UserColumns::of(user);
-    let p = &user.profile;
-    sqlx::query(&format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(&user.user_id)
-    .bind(&p.email)
-    .bind(&cols.email_lower)
-    .bind(p.email_verified)
-    .bind(&p.username)
-    .bind(&p.phone_number)
-    .bind(p.phone_verified)
-    .bind(&p.name)
-    .bind(&p.given_name)
-    .bind(&p.family_name)
-    .bind(&p.nickname)
-    .bind(&p.picture)
-    .bind(&cols.profile_extra)
-    .bind(&cols.user_metadata)
-    .bind(&cols.app_metadata)
-    .bind(user.blocked)
-    .bind(&user.last_login)
-    .bind(user.logins_count)
-    .bind(&user.created_at)
-    .bind(&user.updated_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(unique_as(Error::UserExists))?;
+    bind_user(sqlx::query(&INSERT_USER), user, &cols)
+        .execute(&mut *conn)
+        .await
+        .map_err(unique_as(Error::UserExists))?;
     Ok(())
 }
 
@@ -191,21 +218,28 @@ async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()
     Ok(())
 }
 
+const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the parameters of [`INSERT_LOG`].
+fn bind_log<'q>(query: SqliteQuery<'q>, event: &'q LogEvent) -> SqliteQuery<'q> {
+    query
+        .bind(&event.log_id)
+        .bind(&event.date)
+        .bind(event.outcome.code())
+        .bind(&event.description)
+        .bind(&event.client_id)
+        .bind(&event.user_id)
+        .bind(&event.secondary_user_id)
+        .bind(event.details.to_string())
+}
+
 async fn insert_log(conn: &mut SqliteConnection, event: &LogEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.log_id)
-    .bind(&event.date)
-    .bind(event.outcome.code())
-    .bind(&event.description)
-    .bind(&event.client_id)
-    .bind(&event.user_id)
-    .bind(&event.secondary_user_id)
-    .bind(event.details.to_string())
-    .execute(&mut *conn)
-    .await?;
+    bind_log(sqlx::query(INSERT_LOG), event)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -455,39 +489,50 @@ impl Store for SqliteStore {
         connection_id: Option<&str>,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
+        // Four round trips to the writer thread (begin, read, write, commit): the
+        // writer is one connection, so its round trips bound link/unlink throughput.
         let mut tx = self.begin_write().await?;
-        let primary = load_user(&mut tx, primary_id)
-            .await?
-            .ok_or(Error::UserNotFound)?;
-        let secondary = match identity_owner(&mut tx, target).await? {
-            Some((owner, 0)) if owner != primary.user_id => load_user(&mut tx, &owner).await?,
-            _ => None,
+        let rows = sqlx::query(&LOAD_LINK_PAIR)
+            .bind(primary_id)
+            .bind(&target.provider)
+            .bind(&target.user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let part = |n: i64| {
+            rows.iter()
+                .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
         };
+        let primary = user_from_rows(part(0))?.ok_or(Error::UserNotFound)?;
+        let secondary = user_from_rows(part(1))?.filter(|owner| owner.user_id != primary.user_id);
         let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+
+        let mut sql = String::new();
+        for _ in &plan.moved {
+            sql.push_str(
+                "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
+                 WHERE provider = ? AND identity_user_id = ?; ",
+            );
+        }
+        sql.push_str(
+            "DELETE FROM users WHERE user_id = ?; \
+             UPDATE users SET updated_at = ? WHERE user_id = ?; ",
+        );
+        sql.push_str(INSERT_LOG);
+        let mut write = sqlx::query(&sql);
         for (offset, identity) in plan.moved.iter().enumerate() {
             let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
-            sqlx::query(
-                "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
-                 WHERE provider = ? AND identity_user_id = ?",
-            )
-            .bind(&primary.user_id)
-            .bind(position)
-            .bind(identity.profile_data.as_ref().map(rows::json_text))
-            .bind(&identity.provider)
-            .bind(identity.user_id.as_string())
-            .execute(&mut *tx)
-            .await?;
+            write = write
+                .bind(&primary.user_id)
+                .bind(position)
+                .bind(identity.profile_data.as_ref().map(rows::json_text))
+                .bind(&identity.provider)
+                .bind(identity.user_id.as_string());
         }
-        sqlx::query("DELETE FROM users WHERE user_id = ?")
+        write = write
             .bind(&plan.secondary_user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE users SET updated_at = ? WHERE user_id = ?")
             .bind(crate::clock::now_iso())
-            .bind(&primary.user_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_log(&mut tx, audit).await?;
+            .bind(&primary.user_id);
+        bind_log(write, audit).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(plan.identities)
     }
@@ -504,29 +549,28 @@ impl Store for SqliteStore {
             .await?
             .ok_or(Error::UserNotFound)?;
         let plan = linking::plan_unlink(&primary, target, now)?;
-        insert_user(&mut tx, &plan.new_user).await?;
-        sqlx::query(
-            "UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
-             WHERE provider = ? AND identity_user_id = ?",
-        )
-        .bind(&plan.new_user.user_id)
-        .bind(&plan.removed.provider)
-        .bind(plan.removed.user_id.as_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?",
-        )
-        .bind(&primary.user_id)
-        .bind(i64::try_from(plan.position).map_err(Error::internal)?)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE users SET updated_at = ? WHERE user_id = ?")
-            .bind(now)
+        // One round trip for every write (see `link`).
+        let sql = format!(
+            "{}; \
+             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
+             WHERE provider = ? AND identity_user_id = ?; \
+             UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?; \
+             UPDATE users SET updated_at = ? WHERE user_id = ?; {INSERT_LOG}",
+            *INSERT_USER
+        );
+        let cols = UserColumns::of(&plan.new_user);
+        let write = bind_user(sqlx::query(&sql), &plan.new_user, &cols)
+            .bind(&plan.new_user.user_id)
+            .bind(&plan.removed.provider)
+            .bind(plan.removed.user_id.as_string())
             .bind(&primary.user_id)
+            .bind(i64::try_from(plan.position).map_err(Error::internal)?)
+            .bind(now)
+            .bind(&primary.user_id);
+        bind_log(write, audit)
             .execute(&mut *tx)
-            .await?;
-        insert_log(&mut tx, audit).await?;
+            .await
+            .map_err(unique_as(Error::UserExists))?;
         tx.commit().await?;
         Ok(plan.remaining)
     }
