@@ -2,7 +2,7 @@
 //! against `idlink_server::store` — no HTTP, no tokens — as the floor the full path is
 //! measured against.
 
-use idlink_server::domain::audit::{Actor, LogEvent, Operation};
+use idlink_server::domain::audit::{LogEvent, Operation};
 use std::sync::Arc;
 
 use idlink_server::config::Config;
@@ -96,24 +96,16 @@ impl Worker for StoreWorker {
     async fn op(&mut self) -> Result<(), String> {
         // The same transactions the server runs, audit record included.
         let now = idlink_server::clock::now_iso();
-        let (operation, status) = if self.linked {
-            (Operation::Unlink, 200)
+        let operation = if self.linked {
+            Operation::Unlink
         } else {
-            (Operation::Link, 201)
+            Operation::Link
         };
-        let actor = Actor {
-            client_id: Some("idlink-bench".into()),
-            sub: "idlink-bench@clients".into(),
-            scope: "update:users".into(),
-        };
-        let event = LogEvent::new(
+        let event = LogEvent::for_tool(
+            "idlink-bench",
             operation,
-            &actor,
             &self.primary,
-            Some(self.secondary.to_user_id()),
-            serde_json::json!({"provider": self.secondary.provider, "user_id": self.secondary.user_id}),
-            status,
-            None,
+            &self.secondary,
             &now,
         );
         let outcome = if self.linked {

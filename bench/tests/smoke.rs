@@ -9,6 +9,7 @@ use idlink_bench::idlink::IdlinkApi;
 use idlink_bench::load::{self, LoadOptions, Measurement};
 use idlink_bench::report::BenchResult;
 use idlink_bench::scenario::Scenario;
+use idlink_server::domain::audit::{LogEvent, Operation};
 use idlink_server::testing::TestServer;
 
 const OPTIONS: LoadOptions = LoadOptions {
@@ -47,7 +48,17 @@ async fn every_scenario_runs_without_errors() {
     let (primary, secondary) = &fixture.pairs[0];
     let store = server.state().store.clone();
     let key = idlink_server::domain::model::IdentityKey::new("google-oauth2", secondary);
-    assert_eq!(store.link(primary, &key, None).await.unwrap().len(), 2);
+    let event = LogEvent::for_tool(
+        "idlink-bench",
+        Operation::Link,
+        primary,
+        &key,
+        &idlink_server::clock::now_iso(),
+    );
+    assert_eq!(
+        store.link(primary, &key, None, &event).await.unwrap().len(),
+        2
+    );
 
     let pairs = ceiling::prepare(&store, OPTIONS.concurrency)
         .await

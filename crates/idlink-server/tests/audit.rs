@@ -213,3 +213,36 @@ async fn reading_logs_needs_the_logs_scopes() {
     .await
     .assert_error(403, "insufficient_scope");
 }
+
+#[tokio::test]
+async fn attempts_with_absurdly_long_ids_are_still_recorded() {
+    let api = Api::start().await;
+    // Incompressible, so PostgreSQL cannot squeeze it under its index row limit; long,
+    // but within the 8 KiB request-target limit.
+    let noise = |seed: u64, len: usize| -> String {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x >> 33) as usize % 36])
+            })
+            .collect()
+    };
+    let long = format!("auth0|xxx{}", noise(1, 7_000));
+    api.link(
+        &long,
+        json!({"provider": "github", "user_id": noise(2, 7_000)}),
+    )
+    .await
+    .assert_error(404, "inexistent_user");
+    let failures = events(&api.get("/api/v2/logs?q=type%3Afapi").await);
+    assert_eq!(failures.len(), 1, "the attempt is in the trail");
+    assert!(
+        failures[0]["user_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("auth0|xxx")
+    );
+}

@@ -5,6 +5,8 @@
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::model::IdentityKey;
+
 /// Whether the operation succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -76,6 +78,22 @@ impl Operation {
     }
 }
 
+/// Longest user id kept in an event's indexed columns. Longer ones (which no real user
+/// has) are cut, so that an attempt with an absurd id is still recorded rather than
+/// refused by the index and lost from the trail.
+pub const MAX_LOGGED_ID: usize = 512;
+
+fn clip(id: &str) -> String {
+    if id.len() <= MAX_LOGGED_ID {
+        return id.to_owned();
+    }
+    let mut end = MAX_LOGGED_ID;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &id[..end])
+}
+
 /// A time-ordered numeric id, like Auth0's log ids.
 pub fn log_id() -> String {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
@@ -117,9 +135,9 @@ impl LogEvent {
             date: date.to_owned(),
             outcome,
             description,
-            client_id: actor.client_id.clone(),
-            user_id: Some(primary.to_owned()),
-            secondary_user_id,
+            client_id: actor.client_id.as_deref().map(clip),
+            user_id: Some(clip(primary)),
+            secondary_user_id: secondary_user_id.as_deref().map(clip),
             details: json!({
                 "request": {
                     "method": match operation { Operation::Link => "post", Operation::Unlink => "delete" },
@@ -130,6 +148,36 @@ impl LogEvent {
                 "response": response,
             }),
         }
+    }
+
+    /// The success event of an operation a tool (a benchmark, an admin command) runs on
+    /// the store directly rather than through the API; the tool is the client.
+    pub fn for_tool(
+        tool: &str,
+        operation: Operation,
+        primary: &str,
+        target: &IdentityKey,
+        date: &str,
+    ) -> Self {
+        let actor = Actor {
+            client_id: Some(tool.to_owned()),
+            sub: format!("{tool}@clients"),
+            scope: "update:users".to_owned(),
+        };
+        let status = match operation {
+            Operation::Link => 201,
+            Operation::Unlink => 200,
+        };
+        Self::new(
+            operation,
+            &actor,
+            primary,
+            Some(target.to_user_id()),
+            json!({"provider": target.provider, "user_id": target.user_id}),
+            status,
+            None,
+            date,
+        )
     }
 
     /// The wire shape of `GET /api/v2/logs`.
@@ -218,7 +266,25 @@ mod tests {
             failed.details["response"]["body"]["errorCode"],
             "invalid_uri"
         );
-        assert!(log_id() < log_id() || log_id().len() == 32);
+        let long = "é".repeat(600);
+        let clipped = LogEvent::new(
+            Operation::Link,
+            &actor,
+            &long,
+            Some(long.clone()),
+            json!({}),
+            404,
+            Some(("inexistent_user", "x")),
+            "d",
+        );
+        assert!(clipped.user_id.as_ref().unwrap().len() <= MAX_LOGGED_ID + '…'.len_utf8());
+        assert!(
+            clipped
+                .secondary_user_id
+                .as_ref()
+                .unwrap()
+                .starts_with("éé")
+        );
         assert_eq!(log_id().len(), 32);
     }
 }
