@@ -14,6 +14,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite};
+use tokio::sync::{mpsc, oneshot};
 
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
@@ -32,6 +33,8 @@ use crate::error::{Error, Result};
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Link and unlink go through the writer's group commit.
+    jobs: mpsc::Sender<WriteJob>,
 }
 
 /// Maps a unique-constraint violation to `conflict`, anything else to an internal error.
@@ -66,7 +69,24 @@ impl SqliteStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Self { reader, writer })
+        let (jobs, queue) = mpsc::channel(1024);
+        tokio::spawn(group_commit_loop(writer.clone(), queue));
+        Ok(Self {
+            reader,
+            writer,
+            jobs,
+        })
+    }
+
+    /// Queues a link or unlink for the group commit and waits for its outcome.
+    async fn group_commit(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<Vec<Identity>>>) -> WriteJob,
+    ) -> Result<Vec<Identity>> {
+        let stopped = || Error::internal("the SQLite writer has stopped");
+        let (reply, outcome) = oneshot::channel();
+        self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     /// Starts a write transaction, cancel-safely. A request dropped while its `BEGIN`
@@ -241,6 +261,272 @@ async fn insert_log(conn: &mut SqliteConnection, event: &LogEvent) -> Result<()>
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A link or unlink queued for the writer's group commit.
+enum WriteJob {
+    Link {
+        primary_id: String,
+        target: IdentityKey,
+        connection_id: Option<String>,
+        audit: LogEvent,
+        reply: oneshot::Sender<Result<Vec<Identity>>>,
+    },
+    Unlink {
+        primary_id: String,
+        target: IdentityKey,
+        now: String,
+        audit: LogEvent,
+        reply: oneshot::Sender<Result<Vec<Identity>>>,
+    },
+}
+
+/// Most link/unlink operations committed together.
+const GROUP_COMMIT_MAX: usize = 64;
+
+/// A failed write batch: its statements up to the failing one ran, inside the
+/// operation's savepoint.
+struct Written(sqlx::Error);
+
+/// How one operation of a group ended.
+enum JobOutcome {
+    /// Planned and written (or refused by the rules before writing anything).
+    Done(Result<Vec<Identity>>),
+    /// Its write failed part-way and was rolled back to its savepoint.
+    RolledBack(Error),
+}
+
+impl WriteJob {
+    /// Reads, applies the linking rules and writes, inside the group's transaction.
+    async fn run(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> std::result::Result<Vec<Identity>, JobError> {
+        match self {
+            Self::Link {
+                primary_id,
+                target,
+                connection_id,
+                audit,
+                ..
+            } => link_in(conn, primary_id, target, connection_id.as_deref(), audit).await,
+            Self::Unlink {
+                primary_id,
+                target,
+                now,
+                audit,
+                ..
+            } => unlink_in(conn, primary_id, target, now, audit).await,
+        }
+    }
+
+    /// Whether the caller has stopped waiting for the outcome.
+    fn abandoned(&self) -> bool {
+        let (Self::Link { reply, .. } | Self::Unlink { reply, .. }) = self;
+        reply.is_closed()
+    }
+
+    fn reply(self, outcome: Result<Vec<Identity>>) {
+        let (Self::Link { reply, .. } | Self::Unlink { reply, .. }) = self;
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Why an operation of a group failed.
+enum JobError {
+    /// Nothing was written (not found, refused by the rules, a failed read).
+    Refused(Error),
+    /// The write batch failed part-way.
+    Written(sqlx::Error),
+}
+
+impl From<Error> for JobError {
+    fn from(err: Error) -> Self {
+        Self::Refused(err)
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Refused(Error::from(err))
+    }
+}
+
+impl From<Written> for JobError {
+    fn from(Written(err): Written) -> Self {
+        Self::Written(err)
+    }
+}
+
+/// Links `target`'s standalone user into `primary_id`: one read, one write (in a
+/// savepoint), on the group's connection.
+async fn link_in(
+    conn: &mut SqliteConnection,
+    primary_id: &str,
+    target: &IdentityKey,
+    connection_id: Option<&str>,
+    audit: &LogEvent,
+) -> std::result::Result<Vec<Identity>, JobError> {
+    let rows = sqlx::query(&LOAD_LINK_PAIR)
+        .bind(primary_id)
+        .bind(&target.provider)
+        .bind(&target.user_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let part = |n: i64| {
+        rows.iter()
+            .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
+    };
+    let primary = user_from_rows(part(0))?.ok_or(Error::UserNotFound)?;
+    let secondary = user_from_rows(part(1))?.filter(|owner| owner.user_id != primary.user_id);
+    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+
+    let mut sql = String::from("SAVEPOINT op; ");
+    for _ in &plan.moved {
+        sql.push_str(
+            "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
+                 WHERE provider = ? AND identity_user_id = ?; ",
+        );
+    }
+    sql.push_str(
+        "DELETE FROM users WHERE user_id = ?; \
+             UPDATE users SET updated_at = ? WHERE user_id = ?; ",
+    );
+    sql.push_str(INSERT_LOG);
+    sql.push_str("; RELEASE op");
+    let mut write = sqlx::query(&sql);
+    for (offset, identity) in plan.moved.iter().enumerate() {
+        let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
+        write = write
+            .bind(&primary.user_id)
+            .bind(position)
+            .bind(identity.profile_data.as_ref().map(rows::json_text))
+            .bind(&identity.provider)
+            .bind(identity.user_id.as_string());
+    }
+    write = write
+        .bind(&plan.secondary_user_id)
+        .bind(crate::clock::now_iso())
+        .bind(&primary.user_id);
+    bind_log(write, audit)
+        .execute(&mut *conn)
+        .await
+        .map_err(Written)?;
+    Ok(plan.identities)
+}
+
+/// Unlinks `target` from `primary_id`: one read, one write (in a savepoint).
+async fn unlink_in(
+    conn: &mut SqliteConnection,
+    primary_id: &str,
+    target: &IdentityKey,
+    now: &str,
+    audit: &LogEvent,
+) -> std::result::Result<Vec<Identity>, JobError> {
+    let primary = load_user(&mut *conn, primary_id)
+        .await?
+        .ok_or(Error::UserNotFound)?;
+    let plan = linking::plan_unlink(&primary, target, now)?;
+    // One round trip for every write (see `link`).
+    let sql = format!(
+        "SAVEPOINT op; {}; \
+             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
+             WHERE provider = ? AND identity_user_id = ?; \
+             UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?; \
+             UPDATE users SET updated_at = ? WHERE user_id = ?; {INSERT_LOG}; RELEASE op",
+        *INSERT_USER
+    );
+    let cols = UserColumns::of(&plan.new_user);
+    let write = bind_user(sqlx::query(&sql), &plan.new_user, &cols)
+        .bind(&plan.new_user.user_id)
+        .bind(&plan.removed.provider)
+        .bind(plan.removed.user_id.as_string())
+        .bind(&primary.user_id)
+        .bind(i64::try_from(plan.position).map_err(Error::internal)?)
+        .bind(now)
+        .bind(&primary.user_id);
+    bind_log(write, audit)
+        .execute(&mut *conn)
+        .await
+        .map_err(Written)?;
+    Ok(plan.remaining)
+}
+
+/// The writer's group commit: takes the link/unlink operations queued meanwhile (up to
+/// [`GROUP_COMMIT_MAX`]), runs them one after another in one transaction, each in its
+/// own savepoint, and answers every one only after the shared `COMMIT` — so durability
+/// is per operation as before, while `BEGIN`, `COMMIT` and the WAL write are paid once
+/// per group. Owning the transaction here also makes it cancel-safe: a caller that goes
+/// away does not abandon it; an operation whose caller has gone before it started is
+/// skipped.
+async fn group_commit_loop(writer: SqlitePool, mut jobs: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&writer, group).await;
+    }
+}
+
+async fn commit_group(writer: &SqlitePool, group: Vec<WriteJob>) {
+    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(err) => {
+            let message = err.to_string();
+            for job in group {
+                job.reply(Err(Error::internal(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut done = Vec::with_capacity(group.len());
+    for job in group {
+        // A request abandoned while it waited (deadline, client gone) changes nothing.
+        if job.abandoned() {
+            continue;
+        }
+        let outcome = match job.run(&mut tx).await {
+            Ok(identities) => JobOutcome::Done(Ok(identities)),
+            Err(JobError::Refused(err)) => JobOutcome::Done(Err(err)),
+            Err(JobError::Written(err)) => {
+                // Unlink recreates a user, whose id may be taken; link's writes only map
+                // database failures.
+                let err = match job {
+                    WriteJob::Unlink { .. } => unique_as(Error::UserExists)(err),
+                    WriteJob::Link { .. } => Error::from(err),
+                };
+                if let Err(undo) = sqlx::query("ROLLBACK TO op; RELEASE op")
+                    .execute(&mut *tx)
+                    .await
+                {
+                    // The transaction is in an unknown state: give the whole group up
+                    // (dropping the transaction rolls it back).
+                    drop(tx);
+                    let message = undo.to_string();
+                    job.reply(Err(err));
+                    for (job, _) in done {
+                        WriteJob::reply(job, Err(Error::internal(message.clone())));
+                    }
+                    return;
+                }
+                JobOutcome::RolledBack(err)
+            }
+        };
+        done.push((job, outcome));
+    }
+    let committed = tx.commit().await.map_err(|e| e.to_string());
+    for (job, outcome) in done {
+        let result = match (outcome, &committed) {
+            (JobOutcome::Done(Err(err)) | JobOutcome::RolledBack(err), _) => Err(err),
+            (JobOutcome::Done(Ok(identities)), Ok(())) => Ok(identities),
+            (JobOutcome::Done(Ok(_)), Err(message)) => Err(Error::internal(message.clone())),
+        };
+        job.reply(result);
+    }
 }
 
 #[async_trait]
@@ -489,52 +775,14 @@ impl Store for SqliteStore {
         connection_id: Option<&str>,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
-        // Four round trips to the writer thread (begin, read, write, commit): the
-        // writer is one connection, so its round trips bound link/unlink throughput.
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(&LOAD_LINK_PAIR)
-            .bind(primary_id)
-            .bind(&target.provider)
-            .bind(&target.user_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let part = |n: i64| {
-            rows.iter()
-                .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
-        };
-        let primary = user_from_rows(part(0))?.ok_or(Error::UserNotFound)?;
-        let secondary = user_from_rows(part(1))?.filter(|owner| owner.user_id != primary.user_id);
-        let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
-
-        let mut sql = String::new();
-        for _ in &plan.moved {
-            sql.push_str(
-                "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
-                 WHERE provider = ? AND identity_user_id = ?; ",
-            );
-        }
-        sql.push_str(
-            "DELETE FROM users WHERE user_id = ?; \
-             UPDATE users SET updated_at = ? WHERE user_id = ?; ",
-        );
-        sql.push_str(INSERT_LOG);
-        let mut write = sqlx::query(&sql);
-        for (offset, identity) in plan.moved.iter().enumerate() {
-            let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
-            write = write
-                .bind(&primary.user_id)
-                .bind(position)
-                .bind(identity.profile_data.as_ref().map(rows::json_text))
-                .bind(&identity.provider)
-                .bind(identity.user_id.as_string());
-        }
-        write = write
-            .bind(&plan.secondary_user_id)
-            .bind(crate::clock::now_iso())
-            .bind(&primary.user_id);
-        bind_log(write, audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(plan.identities)
+        self.group_commit(|reply| WriteJob::Link {
+            primary_id: primary_id.to_owned(),
+            target: target.clone(),
+            connection_id: connection_id.map(str::to_owned),
+            audit: audit.clone(),
+            reply,
+        })
+        .await
     }
 
     async fn unlink(
@@ -544,35 +792,14 @@ impl Store for SqliteStore {
         now: &str,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
-        let mut tx = self.begin_write().await?;
-        let primary = load_user(&mut tx, primary_id)
-            .await?
-            .ok_or(Error::UserNotFound)?;
-        let plan = linking::plan_unlink(&primary, target, now)?;
-        // One round trip for every write (see `link`).
-        let sql = format!(
-            "{}; \
-             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
-             WHERE provider = ? AND identity_user_id = ?; \
-             UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?; \
-             UPDATE users SET updated_at = ? WHERE user_id = ?; {INSERT_LOG}",
-            *INSERT_USER
-        );
-        let cols = UserColumns::of(&plan.new_user);
-        let write = bind_user(sqlx::query(&sql), &plan.new_user, &cols)
-            .bind(&plan.new_user.user_id)
-            .bind(&plan.removed.provider)
-            .bind(plan.removed.user_id.as_string())
-            .bind(&primary.user_id)
-            .bind(i64::try_from(plan.position).map_err(Error::internal)?)
-            .bind(now)
-            .bind(&primary.user_id);
-        bind_log(write, audit)
-            .execute(&mut *tx)
-            .await
-            .map_err(unique_as(Error::UserExists))?;
-        tx.commit().await?;
-        Ok(plan.remaining)
+        self.group_commit(|reply| WriteJob::Unlink {
+            primary_id: primary_id.to_owned(),
+            target: target.clone(),
+            now: now.to_owned(),
+            audit: audit.clone(),
+            reply,
+        })
+        .await
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
