@@ -260,9 +260,7 @@ pub async fn compare(options: &CompareOptions) -> Result<Vec<BenchResult>, Strin
             Ok(())
         }
     };
-    for db in databases {
-        db.drop_database().await;
-    }
+    drop(databases);
     outcome.map(|()| results)
 }
 

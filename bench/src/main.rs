@@ -187,6 +187,21 @@ async fn run_compare(args: CompareArgs) -> Result<Vec<BenchResult>, String> {
     Ok(compare::print_summary(&all, runs, args.load.json))
 }
 
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -200,9 +215,16 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
-            Some(Command::Compare(args)) => run_compare(args).await,
-            None => run_one(cli.run).await,
+        let work = async {
+            match cli.command {
+                Some(Command::Compare(args)) => run_compare(args).await,
+                None => run_one(cli.run).await,
+            }
+        };
+        // On Ctrl-C or SIGTERM the work is dropped, which stops the servers it started.
+        tokio::select! {
+            outcome = work => outcome,
+            () = interrupted() => Err("interrupted".into()),
         }
     });
     match outcome {

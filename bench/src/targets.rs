@@ -107,8 +107,7 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{scheme}://{authority}/{name}{query}")
 }
 
-/// A fresh PostgreSQL database for one target; [`drop_database`](Self::drop_database)
-/// removes it.
+/// A fresh PostgreSQL database for one target, dropped with this value.
 #[derive(Debug)]
 pub struct PgDatabase {
     pub url: String,
@@ -134,16 +133,32 @@ impl PgDatabase {
             maintenance_url: maintenance_url.to_owned(),
         })
     }
+}
 
-    /// Drops the database (closing whatever still uses it).
-    pub async fn drop_database(self) {
-        use sqlx::{Connection as _, Executor as _};
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.maintenance_url).await {
-            let _ = conn
-                .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-                .await;
-            let _ = conn.close().await;
-        }
+impl Drop for PgDatabase {
+    /// Drops the database (closing whatever still uses it), also when the bench is
+    /// interrupted: on a thread of its own with its own small runtime, as `Drop` is
+    /// synchronous and may run inside the bench's runtime.
+    fn drop(&mut self) {
+        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::{Connection as _, Executor as _};
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
     }
 }
 
