@@ -355,6 +355,38 @@ pub struct Ownership {
     pub identities: std::collections::BTreeSet<String>,
 }
 
+/// Queries that each list the breaches of one ownership invariant (empty when it
+/// holds). Plain SQL that both backends run.
+pub const OWNERSHIP_BREACHES: [(&str, &str); 5] = [
+    (
+        "identities whose owner does not exist",
+        "SELECT i.provider || '|' || i.identity_user_id FROM identities i \
+         LEFT JOIN users u ON u.user_id = i.owner_user_id WHERE u.user_id IS NULL",
+    ),
+    (
+        "identities stored twice",
+        "SELECT provider || '|' || identity_user_id FROM identities \
+         GROUP BY provider, identity_user_id HAVING COUNT(*) > 1",
+    ),
+    (
+        "users without exactly one main identity",
+        "SELECT u.user_id FROM users u LEFT JOIN identities i \
+         ON i.owner_user_id = u.user_id AND i.position = 0 \
+         GROUP BY u.user_id HAVING COUNT(i.provider) <> 1",
+    ),
+    (
+        "users whose main identity is not their user_id",
+        "SELECT u.user_id FROM users u JOIN identities i \
+         ON i.owner_user_id = u.user_id AND i.position = 0 \
+         WHERE i.provider || '|' || i.identity_user_id <> u.user_id",
+    ),
+    (
+        "users whose identity positions have gaps or repeats",
+        "SELECT owner_user_id FROM identities GROUP BY owner_user_id \
+         HAVING MAX(position) + 1 <> COUNT(*) OR COUNT(DISTINCT position) <> COUNT(*)",
+    ),
+];
+
 /// Checks the ownership invariant directly in a PostgreSQL database and panics on any
 /// breach: every identity is owned by exactly one existing user, every user has exactly
 /// one main identity (position 0) whose key is its user_id, and each user's positions
@@ -364,36 +396,7 @@ pub async fn check_ownership(database_url: &str) -> Ownership {
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .expect("connect for the invariant check");
-    let breaches: [(&str, &str); 5] = [
-        (
-            "identities whose owner does not exist",
-            "SELECT i.provider || '|' || i.identity_user_id FROM identities i \
-             LEFT JOIN users u ON u.user_id = i.owner_user_id WHERE u.user_id IS NULL",
-        ),
-        (
-            "identities stored twice",
-            "SELECT provider || '|' || identity_user_id FROM identities \
-             GROUP BY provider, identity_user_id HAVING COUNT(*) > 1",
-        ),
-        (
-            "users without exactly one main identity",
-            "SELECT u.user_id FROM users u LEFT JOIN identities i \
-             ON i.owner_user_id = u.user_id AND i.position = 0 \
-             GROUP BY u.user_id HAVING COUNT(i.provider) <> 1",
-        ),
-        (
-            "users whose main identity is not their user_id",
-            "SELECT u.user_id FROM users u JOIN identities i \
-             ON i.owner_user_id = u.user_id AND i.position = 0 \
-             WHERE i.provider || '|' || i.identity_user_id <> u.user_id",
-        ),
-        (
-            "users whose identity positions have gaps or repeats",
-            "SELECT owner_user_id FROM identities GROUP BY owner_user_id \
-             HAVING MAX(position) + 1 <> COUNT(*) OR COUNT(DISTINCT position) <> COUNT(*)",
-        ),
-    ];
-    for (what, sql) in breaches {
+    for (what, sql) in OWNERSHIP_BREACHES {
         let found: Vec<(String,)> = sqlx::query_as(sql)
             .fetch_all(&mut conn)
             .await

@@ -288,36 +288,7 @@ async fn check_database(database_url: &str) -> usize {
     let mut conn = sqlx::SqliteConnection::connect(database_url)
         .await
         .expect("open the database");
-    let breaches = [
-        (
-            "identities whose owner does not exist",
-            "SELECT i.provider || '|' || i.identity_user_id FROM identities i \
-             LEFT JOIN users u ON u.user_id = i.owner_user_id WHERE u.user_id IS NULL",
-        ),
-        (
-            "identities stored twice",
-            "SELECT provider || '|' || identity_user_id FROM identities \
-             GROUP BY provider, identity_user_id HAVING COUNT(*) > 1",
-        ),
-        (
-            "users without exactly one main identity",
-            "SELECT u.user_id FROM users u LEFT JOIN identities i \
-             ON i.owner_user_id = u.user_id AND i.position = 0 \
-             GROUP BY u.user_id HAVING COUNT(i.provider) <> 1",
-        ),
-        (
-            "users whose main identity is not their user_id",
-            "SELECT u.user_id FROM users u JOIN identities i \
-             ON i.owner_user_id = u.user_id AND i.position = 0 \
-             WHERE i.provider || '|' || i.identity_user_id <> u.user_id",
-        ),
-        (
-            "users whose identity positions have gaps or repeats",
-            "SELECT owner_user_id FROM identities GROUP BY owner_user_id \
-             HAVING MAX(position) + 1 <> COUNT(*) OR COUNT(DISTINCT position) <> COUNT(*)",
-        ),
-    ];
-    for (what, sql) in breaches {
+    for (what, sql) in idlink_server::testing::OWNERSHIP_BREACHES {
         let found: Vec<(String,)> = sqlx::query_as(sql)
             .fetch_all(&mut conn)
             .await

@@ -186,6 +186,18 @@ impl Api {
         all
     }
 
+    /// The snapshot without the login counters, which signing in moves: what a refused
+    /// link or unlink must leave exactly as it was.
+    pub async fn snapshot_without_logins(&self) -> BTreeMap<String, Value> {
+        let mut all = self.snapshot().await;
+        for user in all.values_mut() {
+            let user = user.as_object_mut().unwrap();
+            user.remove("last_login");
+            user.remove("logins_count");
+        }
+        all
+    }
+
     /// Checks the ownership invariant over the snapshot: every identity belongs to
     /// exactly one user, and every user has its main identity first. Returns the number
     /// of identities.
