@@ -30,7 +30,7 @@ use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
+    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
@@ -344,33 +344,13 @@ async fn identity_owner(
 
 async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
     let cols = UserColumns::of(user);
-    let p = &user.profile;
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
          $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-    ))
-    .bind(&user.user_id)
-    .bind(&p.email)
-    .bind(&cols.email_lower)
-    .bind(p.email_verified)
-    .bind(&p.username)
-    .bind(&p.phone_number)
-    .bind(p.phone_verified)
-    .bind(&p.name)
-    .bind(&p.given_name)
-    .bind(&p.family_name)
-    .bind(&p.nickname)
-    .bind(&p.picture)
-    .bind(&cols.profile_extra)
-    .bind(&cols.user_metadata)
-    .bind(&cols.app_metadata)
-    .bind(user.blocked)
-    .bind(&user.last_login)
-    .bind(user.logins_count)
-    .bind(&user.created_at)
-    .bind(&user.updated_at)
-    .execute(&mut *conn)
-    .await?;
+    );
+    bind_user(sqlx::query(&sql), user, &cols)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -189,6 +189,43 @@ impl From<SigningKeyRow> for SigningKey {
     }
 }
 
+/// Binds a user's values in [`USER_COLUMNS`] order, for either backend.
+pub fn bind_user<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    user: &'q UserRecord,
+    cols: &'q UserColumns,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let p = &user.profile;
+    query
+        .bind(user.user_id.as_str())
+        .bind(p.email.as_deref())
+        .bind(cols.email_lower.as_deref())
+        .bind(p.email_verified)
+        .bind(p.username.as_deref())
+        .bind(p.phone_number.as_deref())
+        .bind(p.phone_verified)
+        .bind(p.name.as_deref())
+        .bind(p.given_name.as_deref())
+        .bind(p.family_name.as_deref())
+        .bind(p.nickname.as_deref())
+        .bind(p.picture.as_deref())
+        .bind(cols.profile_extra.as_str())
+        .bind(cols.user_metadata.as_str())
+        .bind(cols.app_metadata.as_str())
+        .bind(user.blocked)
+        .bind(user.last_login.as_deref())
+        .bind(user.logins_count)
+        .bind(user.created_at.as_str())
+        .bind(user.updated_at.as_str())
+}
+
 /// A user's column values, ready to bind in [`USER_COLUMNS`] order.
 pub struct UserColumns {
     pub email_lower: Option<String>,

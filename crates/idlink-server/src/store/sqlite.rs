@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow,
+    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
@@ -167,36 +167,6 @@ static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 });
-
-/// Binds the parameters of [`INSERT_USER`].
-fn bind_user<'q>(
-    query: SqliteQuery<'q>,
-    user: &'q UserRecord,
-    cols: &'q UserColumns,
-) -> SqliteQuery<'q> {
-    let p = &user.profile;
-    query
-        .bind(&user.user_id)
-        .bind(&p.email)
-        .bind(&cols.email_lower)
-        .bind(p.email_verified)
-        .bind(&p.username)
-        .bind(&p.phone_number)
-        .bind(p.phone_verified)
-        .bind(&p.name)
-        .bind(&p.given_name)
-        .bind(&p.family_name)
-        .bind(&p.nickname)
-        .bind(&p.picture)
-        .bind(&cols.profile_extra)
-        .bind(&cols.user_metadata)
-        .bind(&cols.app_metadata)
-        .bind(user.blocked)
-        .bind(&user.last_login)
-        .bind(user.logins_count)
-        .bind(&user.created_at)
-        .bind(&user.updated_at)
-}
 
 async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
     let cols = UserColumns::of(user);
