@@ -292,6 +292,23 @@ pub async fn middleware(
     response
 }
 
+/// Middleware for the routes outside the Management API (`/oauth/token`, the
+/// well-known documents, `/health`): Auth0 reports a bucket on those too. Theirs is
+/// separate and generous, so tokens and key fetches never compete with Management calls.
+pub async fn authentication_middleware(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let decision = state.authentication_limiter.check();
+    if !decision.allowed {
+        return too_many_requests(&decision);
+    }
+    let mut response = next.run(request).await;
+    put_headers(response.headers_mut(), &decision);
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

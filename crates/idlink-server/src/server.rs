@@ -11,7 +11,7 @@ use crate::auth::secrets::ClientSecretCache;
 use crate::auth::tokens::{Tenant, Tokens};
 use crate::bootstrap::{self, AdminClient};
 use crate::config::Config;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::state::AppState;
 use crate::store;
 use crate::tls::{self, Tls, TlsListener};
@@ -108,6 +108,7 @@ impl Server {
                     .or(config.tenant.rate_limit)
                     .unwrap_or_default(),
             )),
+            authentication_limiter: Arc::new(RateLimiter::new(RateLimit::GENEROUS)),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
         };

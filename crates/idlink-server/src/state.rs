@@ -18,6 +18,8 @@ pub struct AppState {
     pub connections: Arc<Vec<Connection>>,
     pub client_secrets: ClientSecretCache,
     pub rate_limiter: Arc<RateLimiter>,
+    /// The bucket of the routes outside the Management API (tokens, keys, health).
+    pub authentication_limiter: Arc<RateLimiter>,
     /// The URL clients reach the server at, without a trailing slash.
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).

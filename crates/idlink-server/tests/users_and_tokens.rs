@@ -361,6 +361,37 @@ async fn keys_discovery_and_health() {
     let health = api.get("/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.body["database"], "ok");
+
+    // Every response reports a rate-limit bucket, not only the Management API's.
+    let token = api
+        .http
+        .post(api.url("/oauth/token"))
+        .json(
+            &json!({"grant_type": "client_credentials", "client_id": api.server.admin_client_id,
+            "client_secret": api.server.admin_client_secret, "audience": api.server.audience()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    for headers in [
+        token.headers(),
+        &health.headers,
+        &api.get("/.well-known/jwks.json").await.headers,
+    ] {
+        for name in [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ] {
+            let value = headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert!(
+                value.to_str().unwrap().parse::<u64>().is_ok(),
+                "{name}: {value:?}"
+            );
+        }
+    }
 }
 
 fn part(token: &str, index: usize) -> Value {

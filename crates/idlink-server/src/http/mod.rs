@@ -34,11 +34,17 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             ratelimit::middleware,
         ));
-    Router::new()
-        .nest("/api/v2", management)
+    let authentication = Router::new()
         .merge(oauth::router())
         .merge(well_known::router())
         .route("/health", get(health))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::authentication_middleware,
+        ));
+    Router::new()
+        .nest("/api/v2", management)
+        .merge(authentication)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
