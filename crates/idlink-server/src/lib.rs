@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
 
