@@ -1,6 +1,7 @@
 //! Starting the targets: idlink (the release binary, on SQLite or a fresh PostgreSQL
 //! database) and the Firebase Auth Emulator.
 
+use idlink_server::testing::{database_url_with_name, drop_database};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -96,17 +97,6 @@ pub async fn start_idlink(bin: &Path, database_url: Option<&str>) -> Result<Idli
     })
 }
 
-/// `url` with its database name replaced by `name` (query parameters kept).
-pub fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let query = tail
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
-}
-
 /// A fresh PostgreSQL database for one target, dropped with this value.
 #[derive(Debug)]
 pub struct PgDatabase {
@@ -128,7 +118,7 @@ impl PgDatabase {
             .map_err(|e| format!("cannot create database {name}: {e}"))?;
         let _ = conn.close().await;
         Ok(Self {
-            url: with_database(maintenance_url, &name),
+            url: database_url_with_name(maintenance_url, &name),
             name,
             maintenance_url: maintenance_url.to_owned(),
         })
@@ -136,29 +126,9 @@ impl PgDatabase {
 }
 
 impl Drop for PgDatabase {
-    /// Drops the database (closing whatever still uses it), also when the bench is
-    /// interrupted: on a thread of its own with its own small runtime, as `Drop` is
-    /// synchronous and may run inside the bench's runtime.
+    /// Drops the database, also when the bench is interrupted.
     fn drop(&mut self) {
-        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
-        let dropper = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                use sqlx::{Connection as _, Executor as _};
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = conn
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        });
-        let _ = dropper.join();
+        drop_database(&self.maintenance_url, &self.name);
     }
 }
 
@@ -282,22 +252,4 @@ pub async fn start_firebase(script: &Path) -> Result<FirebaseEmulator, String> {
         base_url,
         _dir: dir,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
-            "postgresql://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
-    }
 }

@@ -308,28 +308,33 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Drop is synchronous and may run inside a runtime: do the work on a thread of
-        // its own with its own small runtime.
-        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
-        let dropper = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                use sqlx::{Connection as _, Executor as _};
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = conn
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        });
-        let _ = dropper.join();
+        drop_database(&self.maintenance_url, &self.name);
     }
+}
+
+/// Drops database `name` (closing whatever still uses it), waiting until done. Usable
+/// from `Drop`, which is synchronous and may run inside a runtime: the work happens on a
+/// thread of its own with its own small runtime. Failures are ignored (CI sweeps leftovers).
+pub fn drop_database(maintenance_url: &str, name: &str) {
+    let (url, name) = (maintenance_url.to_owned(), name.to_owned());
+    let dropper = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            use sqlx::{Connection as _, Executor as _};
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                let _ = conn
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    });
+    let _ = dropper.join();
 }
 
 /// `url` (`postgres://user@host:port/db?params`) naming database `name` instead.

@@ -5,22 +5,17 @@
 //! Needs `IDLINK_TEST_POSTGRES_URL`; each test creates a database of its own. Without
 //! the variable each test says so in one line and passes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use idlink_server::testing::{
-    TEST_ADMIN_CLIENT_ID, TEST_ADMIN_CLIENT_SECRET, TestDatabase, check_ownership,
-    postgres_test_url,
-};
+use common::{AUDIENCE, Instance, TEST_ADMIN_CLIENT_ID, TEST_ADMIN_CLIENT_SECRET};
+use idlink_server::testing::{TestDatabase, check_ownership, postgres_test_url};
 use rand::Rng;
 use serde_json::{Value, json};
-
-/// Both instances sit behind one public URL, as behind a load balancer.
-const PUBLIC_URL: &str = "http://idlink.test";
-const AUDIENCE: &str = "https://idlink.test/api/v2/";
 
 fn postgres_or_skip() -> Option<String> {
     let url = postgres_test_url();
@@ -28,57 +23,6 @@ fn postgres_or_skip() -> Option<String> {
         println!("postgres_processes: skipped, IDLINK_TEST_POSTGRES_URL is not set");
     }
     url
-}
-
-/// One `idlink serve` process; killed (SIGKILL) when dropped.
-struct Instance {
-    child: Child,
-    base_url: String,
-}
-
-impl Instance {
-    fn spawn(database_url: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idlink"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--db", database_url])
-            .args(["--public-url", PUBLIC_URL, "--rate-limit", "off"])
-            .args(["--admin-client-id", TEST_ADMIN_CLIENT_ID])
-            .args(["--admin-client-secret", TEST_ADMIN_CLIENT_SECRET])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .env_remove("IDLINK_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn idlink");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let base_url = loop {
-            let line = lines
-                .next()
-                .expect("idlink exited before listening")
-                .expect("stdout line");
-            if let Some(rest) = line.strip_prefix("idlink listening on ") {
-                let addr = rest.split_whitespace().next().expect("address");
-                break format!("http://{addr}");
-            }
-        };
-        // Keep draining stdout so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base_url }
-    }
-
-    /// kill -9.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn token(http: &reqwest::Client, base_url: &str) -> String {

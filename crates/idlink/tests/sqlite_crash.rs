@@ -6,76 +6,21 @@
 //! in flight when a kill struck, whose outcome is unknown) and checks the final state
 //! against it.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use common::{AUDIENCE, Instance, TEST_ADMIN_CLIENT_ID, TEST_ADMIN_CLIENT_SECRET};
 use rand::Rng;
 use serde_json::{Value, json};
 
-const PUBLIC_URL: &str = "http://idlink.test";
-const AUDIENCE: &str = "https://idlink.test/api/v2/";
-const CLIENT_ID: &str = "crash-test-admin";
-const CLIENT_SECRET: &str = "crash-test-admin-secret-0123456789abcdef";
 const KILLS: usize = 5;
 const PRIMARIES: usize = 4;
 const WORKERS: usize = 6;
 const SECONDARIES_PER_WORKER: usize = 3;
-
-/// One `idlink serve` process; SIGKILLed when dropped.
-struct Instance {
-    child: Child,
-    base_url: String,
-}
-
-impl Instance {
-    fn spawn(database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idlink"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--db", database_url])
-            .args(["--public-url", PUBLIC_URL, "--rate-limit", "off"])
-            .args(["--admin-client-id", CLIENT_ID])
-            .args(["--admin-client-secret", CLIENT_SECRET])
-            .env("RUST_LOG", "warn")
-            .env_remove("IDLINK_CONFIG")
-            .env_remove("IDLINK_RATE_LIMIT")
-            .env_remove("IDLINK_REQUEST_TIMEOUT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn idlink");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let base_url = loop {
-            let line = lines
-                .next()
-                .expect("idlink exited before listening")
-                .expect("stdout line");
-            if let Some(rest) = line.strip_prefix("idlink listening on ") {
-                break format!(
-                    "http://{}",
-                    rest.split_whitespace().next().expect("address")
-                );
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base_url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Where a secondary is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,8 +196,8 @@ async fn token(http: &reqwest::Client, base_url: &str) -> String {
     let reply: Value = http
         .post(format!("{base_url}/oauth/token"))
         .json(
-            &json!({"grant_type": "client_credentials", "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET, "audience": AUDIENCE}),
+            &json!({"grant_type": "client_credentials", "client_id": TEST_ADMIN_CLIENT_ID,
+            "client_secret": TEST_ADMIN_CLIENT_SECRET, "audience": AUDIENCE}),
         )
         .send()
         .await
@@ -308,7 +253,7 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
-    let mut instance = Instance::spawn(&database_url);
+    let mut instance = Instance::spawn(&database_url, &[]);
     let http = reqwest::Client::new();
     let token = token(&http, &instance.base_url).await;
     let mut shared = Shared {
@@ -358,7 +303,7 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
             "kill {}: after {pause} ms, {before} operations acknowledged so far",
             kill + 1
         );
-        instance = Instance::spawn(&database_url);
+        instance = Instance::spawn(&database_url, &[]);
         *shared.url.write().unwrap() = instance.base_url.clone();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -378,7 +323,7 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
     // One more kill with nothing running, then look at what is on disk.
     instance.kill();
     assert_eq!(check_database(&database_url).await, identities);
-    let instance = Instance::spawn(&database_url);
+    let instance = Instance::spawn(&database_url, &[]);
     *shared.url.write().unwrap() = instance.base_url.clone();
     let known = shared.known.lock().unwrap().clone();
     for (secondary, record) in &known {
