@@ -11,6 +11,7 @@ use crate::ceiling::{self, StoreWorker};
 use crate::firebase::{FirebaseApi, FirebaseFixture};
 use crate::idlink::Fixture;
 use crate::load::{self, LoadOptions};
+use crate::raw::RawSqlite;
 use crate::report::{self, BenchResult};
 use crate::scenario::Scenario;
 use crate::targets::{self, FirebaseEmulator, IdlinkChild, PgDatabase};
@@ -40,6 +41,11 @@ enum Target {
         pairs: Vec<(String, IdentityKey)>,
         _dir: Option<tempfile::TempDir>,
     },
+    /// `sqlite-raw`: idlink's statements on one plain rusqlite connection.
+    Raw {
+        raw: Arc<RawSqlite>,
+        _dir: tempfile::TempDir,
+    },
     Firebase {
         emulator: FirebaseEmulator,
         api: FirebaseApi,
@@ -51,6 +57,7 @@ impl Target {
     fn name(&self) -> &str {
         match self {
             Self::Idlink { name, .. } | Self::Ceiling { name, .. } => name,
+            Self::Raw { .. } => "sqlite-raw",
             Self::Firebase { .. } => "firebase-emulator",
         }
     }
@@ -75,6 +82,23 @@ impl Target {
                     .collect();
                 // In-process: the "server" is this process, load generator included.
                 load::run(options, workers, crate::cpu::own_seconds).await
+            }
+            Self::Raw { raw, .. } => {
+                if scenario != Scenario::LinkUnlink {
+                    return None;
+                }
+                let (raw, options) = (raw.clone(), *options);
+                match tokio::task::spawn_blocking(move || raw.measure(&options)).await {
+                    Ok(Ok(m)) => m,
+                    Ok(Err(e)) => {
+                        note(&format!("sqlite-raw failed: {e}"));
+                        return None;
+                    }
+                    Err(e) => {
+                        note(&format!("sqlite-raw panicked: {e}"));
+                        return None;
+                    }
+                }
             }
             Self::Firebase {
                 emulator,
@@ -185,6 +209,12 @@ async fn start_targets(
             pairs,
             _dir: Some(dir),
         });
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let raw = RawSqlite::create(&dir.path().join("raw.db"), options.load.concurrency.max(1))?;
+        out.push(Target::Raw {
+            raw: Arc::new(raw),
+            _dir: dir,
+        });
         if let Some(url) = &postgres {
             if out.iter().any(|t| t.name() == "idlink-postgres") {
                 let db = PgDatabase::create(url, "ceiling").await?;
@@ -287,6 +317,14 @@ pub fn verdicts(medians: &[BenchResult]) -> Vec<String> {
         let share = ours.ops_per_sec / ceiling.ops_per_sec.max(f64::MIN_POSITIVE);
         lines.push(format!(
             "link-unlink idlink-sqlite / store-ceiling-sqlite: {:.0} % (target ≥ 50 %: {})",
+            share * 100.0,
+            met(share >= 0.5)
+        ));
+    }
+    if let (Some(ours), Some(raw)) = (idlink, find("sqlite-raw", "link-unlink")) {
+        let share = ours.ops_per_sec / raw.ops_per_sec.max(f64::MIN_POSITIVE);
+        lines.push(format!(
+            "link-unlink idlink-sqlite / sqlite-raw: {:.0} % (target ≥ 50 %: {})",
             share * 100.0,
             met(share >= 0.5)
         ));

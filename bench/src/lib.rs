@@ -11,6 +11,7 @@ pub mod http;
 pub mod idlink;
 pub mod load;
 pub mod process;
+pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod targets;

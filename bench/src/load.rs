@@ -52,7 +52,7 @@ pub struct Measurement {
     pub client_cpu_s: Option<f64>,
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs … 5 min, 3 significant digits.
     Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid histogram bounds")
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use idlink_bench::ceiling::{self, StoreWorker};
 use idlink_bench::idlink::IdlinkApi;
 use idlink_bench::load::{self, LoadOptions, Measurement};
+use idlink_bench::raw::RawSqlite;
 use idlink_bench::report::BenchResult;
 use idlink_bench::scenario::Scenario;
 use idlink_server::domain::audit::{LogEvent, Operation};
@@ -69,4 +70,15 @@ async fn every_scenario_runs_without_errors() {
         .collect();
     let m = load::run(&OPTIONS, workers, idlink_bench::cpu::own_seconds).await;
     check("store-ceiling", "link-unlink", &m);
+
+    // The hardware reference, as `compare` runs it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.db");
+    let raw = RawSqlite::create(&path, OPTIONS.concurrency).expect("sqlite-raw");
+    let m = tokio::task::spawn_blocking(move || raw.measure(&OPTIONS))
+        .await
+        .unwrap()
+        .expect("sqlite-raw run");
+    check("sqlite-raw", "link-unlink", &m);
+    assert!(idlink_bench::raw::all_unlinked(&path).unwrap());
 }
