@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use idlink_types::ErrorBody;
 
+use crate::domain;
+
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -30,22 +32,11 @@ pub enum Error {
     InvalidQuery(String),
     #[error("The provider/connection is not configured.")]
     InexistentConnection,
-    #[error("Main identity and the new one are the same.")]
-    SameIdentity,
     #[error("{0}")]
     InvalidLinkWith(&'static str),
-    #[error("Provided secondary account not found.")]
-    SecondaryNotFound,
-    #[error("The user does not exist.")]
-    UserNotFound,
-    #[error("The identity does not exist on this user.")]
-    IdentityNotFound,
-    #[error("Specified identity already exists.")]
-    IdentityConflict,
-    #[error("Main identity cannot be removed.")]
-    MainIdentityRemoval,
-    #[error("The user already exists.")]
-    UserExists,
+    /// A rule of [`crate::domain`] refused the request.
+    #[error(transparent)]
+    Domain(#[from] domain::Error),
     #[error(
         "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
     )]
@@ -86,16 +77,30 @@ impl Error {
             }
             InsufficientScope(_) => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
             UnownedResource => (StatusCode::FORBIDDEN, Some("unowned_resource")),
-            InvalidBody(_) | SameIdentity => (StatusCode::BAD_REQUEST, Some("invalid_body")),
-            InvalidUri(_) | MainIdentityRemoval => (StatusCode::BAD_REQUEST, Some("invalid_uri")),
-            InvalidQuery(_) => (StatusCode::BAD_REQUEST, Some("invalid_query_string")),
+            InvalidBody(_)
+            | Domain(domain::Error::InvalidBody(_) | domain::Error::SameIdentity) => {
+                (StatusCode::BAD_REQUEST, Some("invalid_body"))
+            }
+            InvalidUri(_) | Domain(domain::Error::MainIdentityRemoval) => {
+                (StatusCode::BAD_REQUEST, Some("invalid_uri"))
+            }
+            InvalidQuery(_) | Domain(domain::Error::InvalidQuery(_)) => {
+                (StatusCode::BAD_REQUEST, Some("invalid_query_string"))
+            }
             InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
             InvalidLinkWith(_) => (StatusCode::BAD_REQUEST, Some("invalid_link_with")),
-            SecondaryNotFound => (StatusCode::BAD_REQUEST, Some("inexistent_user")),
-            UserNotFound => (StatusCode::NOT_FOUND, Some("inexistent_user")),
-            IdentityNotFound => (StatusCode::NOT_FOUND, Some("inexistent_identity")),
-            IdentityConflict => (StatusCode::CONFLICT, Some("identity_conflict")),
-            UserExists => (StatusCode::CONFLICT, Some("auth0_idp_error")),
+            Domain(domain::Error::SecondaryNotFound) => {
+                (StatusCode::BAD_REQUEST, Some("inexistent_user"))
+            }
+            Domain(domain::Error::UserNotFound) => (StatusCode::NOT_FOUND, Some("inexistent_user")),
+            Domain(domain::Error::IdentityNotFound) => {
+                (StatusCode::NOT_FOUND, Some("inexistent_identity"))
+            }
+            Domain(domain::Error::IdentityConflict) => {
+                (StatusCode::CONFLICT, Some("identity_conflict"))
+            }
+            Domain(domain::Error::UserExists) => (StatusCode::CONFLICT, Some("auth0_idp_error")),
+            Domain(domain::Error::Inconsistent(_)) => (StatusCode::INTERNAL_SERVER_ERROR, None),
             TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests")),
             RouteNotFound => (StatusCode::NOT_FOUND, None),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
@@ -111,7 +116,9 @@ impl Error {
     /// The message clients see (internal details never leave the server).
     pub fn public_message(&self) -> Cow<'_, str> {
         match self {
-            Self::Internal(_) => Cow::Borrowed("Internal Server Error"),
+            Self::Internal(_) | Self::Domain(domain::Error::Inconsistent(_)) => {
+                Cow::Borrowed("Internal Server Error")
+            }
             other => Cow::Owned(other.to_string()),
         }
     }
@@ -136,8 +143,12 @@ impl From<sqlx::Error> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Self::Internal(err) = &self {
-            tracing::error!(error = %err, "internal error");
+        match &self {
+            Self::Internal(err) => tracing::error!(error = %err, "internal error"),
+            Self::Domain(err @ domain::Error::Inconsistent(_)) => {
+                tracing::error!(error = %err, "internal error");
+            }
+            _ => {}
         }
         let (status, _) = self.status_and_code();
         (status, Json(self.body())).into_response()
@@ -150,7 +161,7 @@ mod tests {
 
     #[test]
     fn bodies_follow_the_contract() {
-        let body = Error::IdentityConflict.body();
+        let body = Error::from(domain::Error::IdentityConflict).body();
         assert_eq!(body.status_code, 409);
         assert_eq!(body.error, "Conflict");
         assert_eq!(body.error_code.as_deref(), Some("identity_conflict"));
@@ -165,5 +176,10 @@ mod tests {
         let body = Error::internal("disk on fire").body();
         assert_eq!(body.status_code, 500);
         assert_eq!(body.message, "Internal Server Error");
+
+        let body = Error::from(domain::Error::Inconsistent("user x has no identity".into())).body();
+        assert_eq!(body.status_code, 500);
+        assert_eq!(body.message, "Internal Server Error");
+        assert_eq!(body.error_code, None);
     }
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
 use idlink_server::ratelimit::RateLimit;
-use idlink_server::store::StoreOptions;
+use idlink_server::store::{SqliteSynchronous, StoreOptions};
 use idlink_server::tls::TlsSettings;
 
 #[derive(Debug, Parser)]
@@ -61,6 +61,10 @@ struct DbOptions {
     /// while the database is unreachable.
     #[arg(long, env = "IDLINK_DB_CONNECT_RETRIES", default_value_t = 5)]
     db_connect_retries: u32,
+    /// SQLite: full (default) acknowledges a write once it is on disk, so it survives
+    /// power loss; normal only survives a process crash, for a little more speed.
+    #[arg(long, env = "IDLINK_SQLITE_SYNCHRONOUS", default_value = "full")]
+    sqlite_synchronous: SqliteSynchronous,
 }
 
 impl DbOptions {
@@ -70,6 +74,7 @@ impl DbOptions {
             statement_timeout: (self.db_statement_timeout > 0)
                 .then(|| Duration::from_secs(self.db_statement_timeout)),
             connect_retries: self.db_connect_retries,
+            sqlite_synchronous: self.sqlite_synchronous,
             ..StoreOptions::default()
         }
     }

@@ -4,8 +4,8 @@
 
 use serde_json::Map;
 
+use super::error::{Error, Result};
 use super::model::{Identity, IdentityKey, Profile, UserRecord};
-use crate::error::{Error, Result};
 
 /// What linking a secondary user into a primary changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ pub fn plan_link(
     let (main, linked) = primary
         .identities
         .split_first()
-        .ok_or_else(|| Error::internal(format!("user {} has no identity", primary.user_id)))?;
+        .ok_or_else(|| Error::Inconsistent(format!("user {} has no identity", primary.user_id)))?;
     if main.is(target) {
         return Err(Error::SameIdentity);
     }
@@ -44,10 +44,10 @@ pub fn plan_link(
     let secondary = secondary
         .filter(|user| user.user_id != primary.user_id)
         .ok_or(Error::SecondaryNotFound)?;
-    let (secondary_main, secondary_linked) = secondary
-        .identities
-        .split_first()
-        .ok_or_else(|| Error::internal(format!("user {} has no identity", secondary.user_id)))?;
+    let (secondary_main, secondary_linked) =
+        secondary.identities.split_first().ok_or_else(|| {
+            Error::Inconsistent(format!("user {} has no identity", secondary.user_id))
+        })?;
     if !secondary_main.is(target) {
         return Err(Error::SecondaryNotFound);
     }

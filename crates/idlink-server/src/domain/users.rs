@@ -3,9 +3,9 @@
 use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
+use super::error::{Error, Result};
 use super::ids;
 use super::model::{Connection, Identity, Profile, UserRecord};
-use crate::error::{Error, Result};
 
 /// The largest page `GET /api/v2/users` serves.
 pub const MAX_PER_PAGE: u64 = 100;

@@ -70,7 +70,7 @@ fn parse_link_request(body: &Value) -> Result<LinkRequest> {
             Some(Value::String(_)) => Err(Error::InvalidBody(format!(
                 "Payload validation error: 'String is too short (0 chars), minimum 1' on property {key}."
             ))),
-            Some(_) => Err(type_error(key, "string")),
+            Some(_) => Err(type_error(key, "string").into()),
         }
     };
     let provider = string("provider")?;
@@ -87,7 +87,7 @@ fn parse_link_request(body: &Value) -> Result<LinkRequest> {
         None => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        Some(_) => return Err(type_error("user_id", "string or integer")),
+        Some(_) => return Err(type_error("user_id", "string or integer").into()),
     };
 
     if let Some(token) = link_with {
@@ -311,7 +311,7 @@ mod tests {
 
     fn rejected(body: Value) -> String {
         match parse_link_request(&body) {
-            Err(Error::InvalidBody(message)) => message,
+            Err(err) if err.status_and_code().1 == Some("invalid_body") => err.to_string(),
             other => panic!("{body} was not rejected: {other:?}"),
         }
     }

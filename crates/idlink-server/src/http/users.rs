@@ -12,6 +12,7 @@ use idlink_types::User;
 use super::extract::{ApiPath, ApiQuery, RawBody, parse_payload};
 use super::paging::Paging;
 use crate::auth::{Principal, secrets};
+use crate::domain::error::Error as DomainError;
 use crate::domain::model::UserRecord;
 use crate::domain::users::{self, NewUser, UserPatch, UserQuery, parse_search};
 use crate::error::{Error, Result};
@@ -78,7 +79,11 @@ pub(super) async fn read(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<User>> {
     principal.authorize_on(&id, &["read:users", "read:current_user"])?;
-    let user = state.store.user(&id).await?.ok_or(Error::UserNotFound)?;
+    let user = state
+        .store
+        .user(&id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
     Ok(Json(user.to_wire()))
 }
 
@@ -163,7 +168,11 @@ pub(super) async fn update(
     principal.require_any(&["update:users"])?;
     let (mut patch, password) = UserPatch::from_body(&parse_payload(&headers, &body)?)?;
     if let Some(password) = password {
-        let user = state.store.user(&id).await?.ok_or(Error::UserNotFound)?;
+        let user = state
+            .store
+            .user(&id)
+            .await?
+            .ok_or(DomainError::UserNotFound)?;
         let is_database = user
             .identities
             .first()

@@ -98,14 +98,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates or replaces a client.
     async fn put_client(&self, client: &ClientRecord) -> Result<()>;
 
-    /// Creates a user with its single main identity; [`Error::UserExists`] when the
+    /// Creates a user with its single main identity; [`domain::error::Error::UserExists`](crate::domain::error::Error::UserExists) when the
     /// identity, user id or login name is taken.
     async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()>;
     /// One user with its identities.
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     /// A page of users and the total matching.
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)>;
-    /// Applies a patch under lock; [`Error::UserNotFound`] when missing.
+    /// Applies a patch under lock; [`domain::error::Error::UserNotFound`](crate::domain::error::Error::UserNotFound) when missing.
     async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord>;
     /// Deletes a user and every identity linked to it; false when it did not exist.
     async fn delete_user(&self, user_id: &str) -> Result<bool>;
@@ -169,6 +169,46 @@ pub struct StoreOptions {
     pub connect_retries: u32,
     /// PostgreSQL: how long a request waits for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// SQLite: how hard a commit waits for the disk.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `synchronous` setting, as idlink offers it (WAL mode always).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// Every commit is on disk (fsync of the WAL) before it is acknowledged: an
+    /// acknowledged write survives a process kill, an OS crash and power loss. Group
+    /// commit pays the fsync once per group of operations, so it costs little.
+    #[default]
+    Full,
+    /// The WAL is synced only at checkpoints: an acknowledged write survives a process
+    /// kill, but an OS crash or power loss may take the last commits with it (the
+    /// database stays consistent).
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The value of `PRAGMA synchronous`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteSynchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!(
+                "{s:?} is not a synchronous mode: expected full or normal"
+            )),
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -178,6 +218,20 @@ impl Default for StoreOptions {
             statement_timeout: Some(Duration::from_secs(30)),
             connect_retries: 5,
             acquire_timeout: Duration::from_secs(10),
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteSynchronous;
+
+    #[test]
+    fn synchronous_modes_parse_and_default_to_full() {
+        assert_eq!(SqliteSynchronous::default(), SqliteSynchronous::Full);
+        assert_eq!("normal".parse(), Ok(SqliteSynchronous::Normal));
+        assert_eq!("FULL".parse(), Ok(SqliteSynchronous::Full));
+        assert!("off".parse::<SqliteSynchronous>().is_err());
     }
 }

@@ -34,6 +34,7 @@ use super::rows::{
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
+use crate::domain::error::Error as DomainError;
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -113,6 +114,12 @@ enum Attempt {
 impl From<sqlx::Error> for Attempt {
     fn from(err: sqlx::Error) -> Self {
         Self::Db(err)
+    }
+}
+
+impl From<DomainError> for Attempt {
+    fn from(err: DomainError) -> Self {
+        Self::Rule(err.into())
     }
 }
 
@@ -460,9 +467,11 @@ async fn update_user_once(
     now: &str,
 ) -> Result<UserRecord, Attempt> {
     if !lock_user(conn, user_id).await? {
-        return Err(Error::UserNotFound.into());
+        return Err(DomainError::UserNotFound.into());
     }
-    let mut user = load_user(conn, user_id).await?.ok_or(Error::UserNotFound)?;
+    let mut user = load_user(conn, user_id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
     patch.apply(&mut user, now);
     write_user(conn, &user).await?;
     // The main identity's credential follows the root email and the new password.
@@ -493,13 +502,12 @@ async fn link_once(
     let seen = identity_owner(conn, target, false).await?;
     let mut to_lock: Vec<&str> = vec![primary_id];
     if let Some((owner, 0)) = &seen {
-        if owner != primary_id {
-            to_lock.push(owner);
-        }
+        to_lock.push(owner);
     }
     // 2. Lock the users in ascending user_id order: two links that involve the same
-    //    two users (in either role) queue instead of deadlocking.
+    //    two users (in either role) queue instead of deadlocking. Each row once.
     to_lock.sort_unstable();
+    to_lock.dedup();
     let mut locked: Vec<&str> = Vec::with_capacity(to_lock.len());
     for user_id in to_lock {
         if lock_user(conn, user_id).await? {
@@ -507,7 +515,7 @@ async fn link_once(
         }
     }
     if !locked.contains(&primary_id) {
-        return Err(Error::UserNotFound.into());
+        return Err(DomainError::UserNotFound.into());
     }
     // 3. Re-read the target under lock. If it is now the main identity of a user we
     //    do not hold (it was unlinked or recreated in between, or the user we meant to
@@ -522,9 +530,10 @@ async fn link_once(
     // 4. Everything involved is locked: read it and let the rules decide.
     let primary = load_user(conn, primary_id)
         .await?
-        .ok_or(Error::UserNotFound)?;
+        .ok_or(DomainError::UserNotFound)?;
+    // Whether that owner may be linked (not the primary itself, say) is the rules' call.
     let secondary = match &owner {
-        Some((owner_id, 0)) if *owner_id != primary.user_id => load_user(conn, owner_id).await?,
+        Some((owner_id, 0)) => load_user(conn, owner_id).await?,
         _ => None,
     };
     let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
@@ -564,11 +573,11 @@ async fn unlink_once(
     audit: &LogEvent,
 ) -> Result<Vec<Identity>, Attempt> {
     if !lock_user(conn, primary_id).await? {
-        return Err(Error::UserNotFound.into());
+        return Err(DomainError::UserNotFound.into());
     }
     let primary = load_user(conn, primary_id)
         .await?
-        .ok_or(Error::UserNotFound)?;
+        .ok_or(DomainError::UserNotFound)?;
     let plan = linking::plan_unlink(&primary, target, now)?;
     insert_user(conn, &plan.new_user).await?;
     sqlx::query(
@@ -725,9 +734,11 @@ impl Store for PgStore {
             .identities
             .first()
             .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
-        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
-            create_user_once(conn, user, identity, credential)
-        })
+        transaction!(
+            self,
+            OnUnique::Answer(|| DomainError::UserExists.into()),
+            |conn| { create_user_once(conn, user, identity, credential) }
+        )
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
@@ -775,9 +786,11 @@ impl Store for PgStore {
     }
 
     async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
-        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
-            update_user_once(conn, user_id, patch, now)
-        })
+        transaction!(
+            self,
+            OnUnique::Answer(|| DomainError::UserExists.into()),
+            |conn| { update_user_once(conn, user_id, patch, now) }
+        )
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool> {
@@ -830,9 +843,11 @@ impl Store for PgStore {
         // A unique violation here can only come from a race the locks did not order
         // (e.g. on an engine with different locking); the retry sees the winner, and
         // if it never settles the request gets what SQLite answers a loser.
-        transaction!(self, OnUnique::Retry(|| Error::SecondaryNotFound), |conn| {
-            link_once(conn, primary_id, target, connection_id, audit)
-        })
+        transaction!(
+            self,
+            OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
+            |conn| { link_once(conn, primary_id, target, connection_id, audit) }
+        )
     }
 
     async fn unlink(
@@ -842,9 +857,11 @@ impl Store for PgStore {
         now: &str,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
-        transaction!(self, OnUnique::Answer(|| Error::UserExists), |conn| {
-            unlink_once(conn, primary_id, target, now, audit)
-        })
+        transaction!(
+            self,
+            OnUnique::Answer(|| DomainError::UserExists.into()),
+            |conn| { unlink_once(conn, primary_id, target, now, audit) }
+        )
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
@@ -897,10 +914,10 @@ mod tests {
             settle(outcome, OnUnique::Internal, MAX_ATTEMPTS),
             Next::Done(Err(Error::Internal(_)))
         ));
-        let outcome: Result<(), Attempt> = Err(Attempt::Rule(Error::SecondaryNotFound));
+        let outcome: Result<(), Attempt> = Err(DomainError::SecondaryNotFound.into());
         assert!(matches!(
             settle(outcome, OnUnique::Internal, 1),
-            Next::Done(Err(Error::SecondaryNotFound))
+            Next::Done(Err(Error::Domain(DomainError::SecondaryNotFound)))
         ));
     }
 }

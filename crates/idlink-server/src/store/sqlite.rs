@@ -23,6 +23,7 @@ use super::rows::{
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
+use crate::domain::error::Error as DomainError;
 use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -38,9 +39,9 @@ pub struct SqliteStore {
 }
 
 /// Maps a unique-constraint violation to `conflict`, anything else to an internal error.
-fn unique_as(conflict: Error) -> impl FnOnce(sqlx::Error) -> Error {
+fn unique_as(conflict: impl Into<Error>) -> impl FnOnce(sqlx::Error) -> Error {
     move |err| match err.as_database_error() {
-        Some(db) if db.is_unique_violation() => conflict,
+        Some(db) if db.is_unique_violation() => conflict.into(),
         _ => Error::from(err),
     }
 }
@@ -51,9 +52,12 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode: a commit survives a process crash (kill -9); only an
-            // OS crash or power loss may lose the last transactions.
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL (the default): a commit is on disk before it is acknowledged, so it
+            // survives power loss; NORMAL only a process crash (see `SqliteSynchronous`).
+            .synchronous(match options.sqlite_synchronous {
+                super::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                super::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
@@ -173,7 +177,7 @@ async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<(
     bind_user(sqlx::query(&INSERT_USER), user, &cols)
         .execute(&mut *conn)
         .await
-        .map_err(unique_as(Error::UserExists))?;
+        .map_err(unique_as(DomainError::UserExists))?;
     Ok(())
 }
 
@@ -316,6 +320,12 @@ impl From<Error> for JobError {
     }
 }
 
+impl From<DomainError> for JobError {
+    fn from(err: DomainError) -> Self {
+        Self::Refused(err.into())
+    }
+}
+
 impl From<sqlx::Error> for JobError {
     fn from(err: sqlx::Error) -> Self {
         Self::Refused(Error::from(err))
@@ -347,8 +357,8 @@ async fn link_in(
         rows.iter()
             .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
     };
-    let primary = user_from_rows(part(0))?.ok_or(Error::UserNotFound)?;
-    let secondary = user_from_rows(part(1))?.filter(|owner| owner.user_id != primary.user_id);
+    let primary = user_from_rows(part(0))?.ok_or(DomainError::UserNotFound)?;
+    let secondary = user_from_rows(part(1))?;
     let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
 
     let mut sql = String::from("SAVEPOINT op; ");
@@ -395,7 +405,7 @@ async fn unlink_in(
 ) -> std::result::Result<Vec<Identity>, JobError> {
     let primary = load_user(&mut *conn, primary_id)
         .await?
-        .ok_or(Error::UserNotFound)?;
+        .ok_or(DomainError::UserNotFound)?;
     let plan = linking::plan_unlink(&primary, target, now)?;
     // One round trip for every write (see `link`).
     let sql = format!(
@@ -466,7 +476,7 @@ async fn commit_group(writer: &SqlitePool, group: Vec<WriteJob>) {
                 // Unlink recreates a user, whose id may be taken; link's writes only map
                 // database failures.
                 let err = match job {
-                    WriteJob::Unlink { .. } => unique_as(Error::UserExists)(err),
+                    WriteJob::Unlink { .. } => unique_as(DomainError::UserExists)(err),
                     WriteJob::Link { .. } => Error::from(err),
                 };
                 if let Err(undo) = sqlx::query("ROLLBACK TO op; RELEASE op")
@@ -636,7 +646,7 @@ impl Store for SqliteStore {
         .bind(credential.and_then(|c| c.login_username.as_ref()))
         .execute(&mut *tx)
         .await
-        .map_err(unique_as(Error::UserExists))?;
+        .map_err(unique_as(DomainError::UserExists))?;
         tx.commit().await?;
         Ok(())
     }
@@ -679,7 +689,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut user = load_user(&mut tx, user_id)
             .await?
-            .ok_or(Error::UserNotFound)?;
+            .ok_or(DomainError::UserNotFound)?;
         patch.apply(&mut user, now);
         write_user(&mut tx, &user).await?;
         // The main identity's credential follows the root email and the new password.
@@ -693,7 +703,7 @@ impl Store for SqliteStore {
             .bind(user_id)
             .execute(&mut *tx)
             .await
-            .map_err(unique_as(Error::UserExists))?;
+            .map_err(unique_as(DomainError::UserExists))?;
         }
         tx.commit().await?;
         Ok(user)
@@ -793,5 +803,33 @@ impl Store for SqliteStore {
             .map(LogRow::into_event)
             .collect::<Result<_>>()?;
         Ok((events, total.unsigned_abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteSynchronous as Synchronous;
+
+    async fn synchronous_of(options: &StoreOptions) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sync.db").display());
+        let store = SqliteStore::open(&url, options).await.unwrap();
+        // The writer is the connection whose commits must reach the disk.
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn commits_are_durable_by_default_and_normal_on_request() {
+        // SQLite's codes: 1 = NORMAL, 2 = FULL.
+        assert_eq!(synchronous_of(&StoreOptions::default()).await, 2);
+        let normal = StoreOptions {
+            sqlite_synchronous: Synchronous::Normal,
+            ..StoreOptions::default()
+        };
+        assert_eq!(synchronous_of(&normal).await, 1);
     }
 }
