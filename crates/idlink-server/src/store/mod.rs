@@ -2,6 +2,7 @@
 //! backends load and lock rows, call the pure rules of [`crate::domain`], and write the
 //! outcome in the same transaction.
 
+mod core;
 mod filters;
 pub mod postgres;
 mod rows;

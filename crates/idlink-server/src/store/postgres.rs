@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
+use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
@@ -35,7 +36,6 @@ use super::rows::{
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -299,16 +299,6 @@ async fn connect_with_retries(
     }
 }
 
-/// Locks the user row `user_id` (`SELECT … FOR UPDATE`); false when it does not exist.
-async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool, Attempt> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT user_id FROM users WHERE user_id = $1 FOR UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(row.is_some())
-}
-
 async fn load_user(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserRecord>> {
     let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = $1")
         .bind(user_id)
@@ -329,24 +319,100 @@ async fn load_user(conn: &mut PgConnection, user_id: &str) -> Result<Option<User
     row.into_user(identities).map(Some)
 }
 
-/// Who owns the identity `key`, and at which position; `lock` also locks its row.
-async fn identity_owner(
-    conn: &mut PgConnection,
-    key: &IdentityKey,
-    lock: bool,
-) -> Result<Option<(String, i64)>> {
-    let sql = if lock {
-        "SELECT owner_user_id, position FROM identities \
-         WHERE provider = $1 AND identity_user_id = $2 FOR UPDATE"
-    } else {
-        "SELECT owner_user_id, position FROM identities \
-         WHERE provider = $1 AND identity_user_id = $2"
-    };
-    Ok(sqlx::query_as(sql)
-        .bind(&key.provider)
-        .bind(&key.user_id)
-        .fetch_optional(&mut *conn)
-        .await?)
+/// `sql` with its `?` placeholders numbered (`$1`, `$2`, …), as PostgreSQL wants them;
+/// each statement is translated once.
+fn numbered(sql: &'static str) -> &'static str {
+    static CACHE: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<&'static str, &'static str>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache.entry(sql).or_insert_with(|| {
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        // The statements are a fixed set of constants: the cache stays small.
+        Box::leak(out.into_boxed_str())
+    })
+}
+
+/// A PostgreSQL transaction, for the shared flows of [`super::core`]: statements run
+/// at once; users and identities are locked with `FOR UPDATE`.
+struct PgTx<'c>(&'c mut PgConnection);
+
+impl core::Tx for PgTx<'_> {
+    type DbError = sqlx::Error;
+    const ROW_LOCKS: bool = true;
+
+    async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
+        let mut query = sqlx::query(numbered(sql));
+        for param in params {
+            query = match param {
+                Param::Text(text) => query.bind(text),
+                Param::Int(n) => query.bind(n),
+                Param::Bool(b) => query.bind(b),
+            };
+        }
+        query.execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn load_user(
+        &mut self,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, Failure<sqlx::Error>> {
+        Ok(load_user(self.0, user_id).await?)
+    }
+
+    async fn lock_user(&mut self, user_id: &str) -> Result<bool, sqlx::Error> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT user_id FROM users WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *self.0)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    async fn identity_owner(
+        &mut self,
+        key: &IdentityKey,
+        lock: bool,
+    ) -> Result<Option<(String, i64)>, sqlx::Error> {
+        let sql = if lock {
+            "SELECT owner_user_id, position FROM identities \
+             WHERE provider = $1 AND identity_user_id = $2 FOR UPDATE"
+        } else {
+            "SELECT owner_user_id, position FROM identities \
+             WHERE provider = $1 AND identity_user_id = $2"
+        };
+        sqlx::query_as(sql)
+            .bind(&key.provider)
+            .bind(&key.user_id)
+            .fetch_optional(&mut *self.0)
+            .await
+    }
+}
+
+impl From<Failure<sqlx::Error>> for Attempt {
+    fn from(failure: Failure<sqlx::Error>) -> Self {
+        match failure {
+            Failure::Rule(err) => Self::Rule(err),
+            Failure::Db(err) => Self::Db(err),
+            Failure::Moved => Self::Moved,
+        }
+    }
 }
 
 async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
@@ -358,37 +424,6 @@ async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), A
     bind_user(sqlx::query(&sql), user, &cols)
         .execute(&mut *conn)
         .await?;
-    Ok(())
-}
-
-async fn write_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
-    let cols = UserColumns::of(user);
-    let p = &user.profile;
-    sqlx::query(
-        "UPDATE users SET email = $1, email_lower = $2, email_verified = $3, username = $4, \
-         phone_number = $5, phone_verified = $6, name = $7, given_name = $8, family_name = $9, \
-         nickname = $10, picture = $11, profile_extra = $12, user_metadata = $13, \
-         app_metadata = $14, blocked = $15, updated_at = $16 WHERE user_id = $17",
-    )
-    .bind(&p.email)
-    .bind(&cols.email_lower)
-    .bind(p.email_verified)
-    .bind(&p.username)
-    .bind(&p.phone_number)
-    .bind(p.phone_verified)
-    .bind(&p.name)
-    .bind(&p.given_name)
-    .bind(&p.family_name)
-    .bind(&p.nickname)
-    .bind(&p.picture)
-    .bind(&cols.profile_extra)
-    .bind(&cols.user_metadata)
-    .bind(&cols.app_metadata)
-    .bind(user.blocked)
-    .bind(&user.updated_at)
-    .bind(&user.user_id)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
@@ -455,169 +490,6 @@ async fn create_user_once(
     .bind(credential.map(|c| &c.password_hash))
     .bind(credential.and_then(|c| c.login_email.as_ref()))
     .bind(credential.and_then(|c| c.login_username.as_ref()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn update_user_once(
-    conn: &mut PgConnection,
-    user_id: &str,
-    patch: &UserPatch,
-    now: &str,
-) -> Result<UserRecord, Attempt> {
-    if !lock_user(conn, user_id).await? {
-        return Err(DomainError::UserNotFound.into());
-    }
-    let mut user = load_user(conn, user_id)
-        .await?
-        .ok_or(DomainError::UserNotFound)?;
-    patch.apply(&mut user, now);
-    write_user(conn, &user).await?;
-    // The main identity's credential follows the root email and the new password.
-    if patch.email.is_some() || patch.password_hash.is_some() {
-        sqlx::query(
-            "UPDATE identities SET login_email = $1, password_hash = COALESCE($2, password_hash) \
-             WHERE owner_user_id = $3 AND position = 0 AND password_hash IS NOT NULL",
-        )
-        .bind(user.profile.email.as_deref().map(str::to_lowercase))
-        .bind(&patch.password_hash)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(user)
-}
-
-/// One attempt at a link; see the module documentation for the locking protocol.
-async fn link_once(
-    conn: &mut PgConnection,
-    primary_id: &str,
-    target: &IdentityKey,
-    connection_id: Option<&str>,
-    audit: &LogEvent,
-) -> Result<Vec<Identity>, Attempt> {
-    // 1. Whose main identity is the target now (unlocked read)? Only a standalone
-    //    user's main identity can be linked, so only that user needs locking.
-    let seen = identity_owner(conn, target, false).await?;
-    let mut to_lock: Vec<&str> = vec![primary_id];
-    if let Some((owner, 0)) = &seen {
-        to_lock.push(owner);
-    }
-    // 2. Lock the users in ascending user_id order: two links that involve the same
-    //    two users (in either role) queue instead of deadlocking. Each row once.
-    to_lock.sort_unstable();
-    to_lock.dedup();
-    let mut locked: Vec<&str> = Vec::with_capacity(to_lock.len());
-    for user_id in to_lock {
-        if lock_user(conn, user_id).await? {
-            locked.push(user_id);
-        }
-    }
-    if !locked.contains(&primary_id) {
-        return Err(DomainError::UserNotFound.into());
-    }
-    // 3. Re-read the target under lock. If it is now the main identity of a user we
-    //    do not hold (it was unlinked or recreated in between, or the user we meant to
-    //    lock was deleted and a new one of the same id appeared), start over: only
-    //    rows of users we hold are stable until commit.
-    let owner = identity_owner(conn, target, true).await?;
-    if let Some((owner_id, 0)) = &owner {
-        if !locked.contains(&owner_id.as_str()) {
-            return Err(Attempt::Moved);
-        }
-    }
-    // 4. Everything involved is locked: read it and let the rules decide.
-    let primary = load_user(conn, primary_id)
-        .await?
-        .ok_or(DomainError::UserNotFound)?;
-    // Whether that owner may be linked (not the primary itself, say) is the rules' call.
-    let secondary = match &owner {
-        Some((owner_id, 0)) => load_user(conn, owner_id).await?,
-        _ => None,
-    };
-    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
-    for (offset, identity) in plan.moved.iter().enumerate() {
-        let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
-        sqlx::query(
-            "UPDATE identities SET owner_user_id = $1, position = $2, profile_data = $3 \
-             WHERE provider = $4 AND identity_user_id = $5",
-        )
-        .bind(&primary.user_id)
-        .bind(position)
-        .bind(identity.profile_data.as_ref().map(rows::json_text))
-        .bind(&identity.provider)
-        .bind(identity.user_id.as_string())
-        .execute(&mut *conn)
-        .await?;
-    }
-    sqlx::query("DELETE FROM users WHERE user_id = $1")
-        .bind(&plan.secondary_user_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
-        .bind(crate::clock::now_iso())
-        .bind(&primary.user_id)
-        .execute(&mut *conn)
-        .await?;
-    insert_log(conn, audit).await?;
-    Ok(plan.identities)
-}
-
-/// One attempt at an unlink: only the primary is locked (the recreated user is new).
-async fn unlink_once(
-    conn: &mut PgConnection,
-    primary_id: &str,
-    target: &IdentityKey,
-    now: &str,
-    audit: &LogEvent,
-) -> Result<Vec<Identity>, Attempt> {
-    if !lock_user(conn, primary_id).await? {
-        return Err(DomainError::UserNotFound.into());
-    }
-    let primary = load_user(conn, primary_id)
-        .await?
-        .ok_or(DomainError::UserNotFound)?;
-    let plan = linking::plan_unlink(&primary, target, now)?;
-    insert_user(conn, &plan.new_user).await?;
-    sqlx::query(
-        "UPDATE identities SET owner_user_id = $1, position = 0, profile_data = NULL \
-         WHERE provider = $2 AND identity_user_id = $3",
-    )
-    .bind(&plan.new_user.user_id)
-    .bind(&plan.removed.provider)
-    .bind(plan.removed.user_id.as_string())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE identities SET position = position - 1 WHERE owner_user_id = $1 AND position > $2",
-    )
-    .bind(&primary.user_id)
-    .bind(i64::try_from(plan.position).map_err(Error::internal)?)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
-        .bind(now)
-        .bind(&primary.user_id)
-        .execute(&mut *conn)
-        .await?;
-    insert_log(conn, audit).await?;
-    Ok(plan.remaining)
-}
-
-async fn insert_log(conn: &mut PgConnection, event: &LogEvent) -> Result<(), Attempt> {
-    sqlx::query(
-        "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&event.log_id)
-    .bind(&event.date)
-    .bind(event.outcome.code())
-    .bind(&event.description)
-    .bind(&event.client_id)
-    .bind(&event.user_id)
-    .bind(&event.secondary_user_id)
-    .bind(event.details.to_string())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -789,7 +661,7 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| { update_user_once(conn, user_id, patch, now) }
+            |conn| async move { core::update_user(&mut PgTx(conn), user_id, patch, now).await }
         )
     }
 
@@ -846,7 +718,9 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
-            |conn| { link_once(conn, primary_id, target, connection_id, audit) }
+            |conn| async move {
+                core::link(&mut PgTx(conn), primary_id, target, connection_id, audit).await
+            }
         )
     }
 
@@ -860,12 +734,14 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| { unlink_once(conn, primary_id, target, now, audit) }
+            |conn| async move { core::unlink(&mut PgTx(conn), primary_id, target, now, audit).await }
         )
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| insert_log(conn, event))
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            core::insert_log(&mut PgTx(conn), event).await
+        })
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {

@@ -16,15 +16,15 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
+use super::core::{self, Failure, Param, Tx as _};
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
+    SigningKeyRow, UserColumns, UserRow, bind_user,
 };
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -166,75 +166,164 @@ static LOAD_LINK_PAIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
     )
 });
 
-static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
-});
-
 async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
     let cols = UserColumns::of(user);
-    bind_user(sqlx::query(&INSERT_USER), user, &cols)
+    bind_user(sqlx::query(core::INSERT_USER.as_str()), user, &cols)
         .execute(&mut *conn)
         .await
         .map_err(unique_as(DomainError::UserExists))?;
     Ok(())
 }
 
-async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
-    let cols = UserColumns::of(user);
-    let p = &user.profile;
-    sqlx::query(
-        "UPDATE users SET email = ?, email_lower = ?, email_verified = ?, username = ?, \
-         phone_number = ?, phone_verified = ?, name = ?, given_name = ?, family_name = ?, \
-         nickname = ?, picture = ?, profile_extra = ?, user_metadata = ?, app_metadata = ?, \
-         blocked = ?, updated_at = ? WHERE user_id = ?",
-    )
-    .bind(&p.email)
-    .bind(&cols.email_lower)
-    .bind(p.email_verified)
-    .bind(&p.username)
-    .bind(&p.phone_number)
-    .bind(p.phone_verified)
-    .bind(&p.name)
-    .bind(&p.given_name)
-    .bind(&p.family_name)
-    .bind(&p.nickname)
-    .bind(&p.picture)
-    .bind(&cols.profile_extra)
-    .bind(&cols.user_metadata)
-    .bind(&cols.app_metadata)
-    .bind(user.blocked)
-    .bind(&user.updated_at)
-    .bind(&user.user_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// A SQLite write transaction, for the shared flows of [`super::core`]. sqlx runs the
+/// connection on a thread of its own, so every query is a round trip to it: writes are
+/// held back and sent together, in one multi-statement query, with the next read or at
+/// [`core::Tx::flush`]. A flow therefore costs one round trip for its reads and one for
+/// its writes. Nothing is locked: `BEGIN IMMEDIATE` holds the database.
+struct SqliteTx<'c> {
+    conn: &'c mut SqliteConnection,
+    /// Statements held back, each followed by `; `.
+    pending: String,
+    params: Vec<Param>,
+    /// Sent with the flow's last writes (`RELEASE op` inside a group).
+    on_flush: &'static str,
+    /// Whether anything reached the connection (so a savepoint may be open).
+    sent: bool,
 }
 
-const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description, client_id, user_id, secondary_user_id, details) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+impl<'c> SqliteTx<'c> {
+    /// A transaction already begun by the caller.
+    fn new(conn: &'c mut SqliteConnection) -> Self {
+        Self {
+            conn,
+            pending: String::new(),
+            params: Vec::new(),
+            on_flush: "",
+            sent: false,
+        }
+    }
+
+    /// One operation of a group, in its own savepoint (opened with its first query,
+    /// released with its last writes).
+    fn in_savepoint(conn: &'c mut SqliteConnection) -> Self {
+        Self {
+            pending: "SAVEPOINT op; ".to_owned(),
+            on_flush: "RELEASE op",
+            ..Self::new(conn)
+        }
+    }
+
+    /// The held-back statements followed by `sql`, and all their parameters.
+    fn take_with(&mut self, sql: &str, params: impl IntoIterator<Item = Param>) -> SqliteBatch {
+        self.sent = true;
+        let mut batch = std::mem::take(&mut self.pending);
+        batch.push_str(sql);
+        let mut all = std::mem::take(&mut self.params);
+        all.extend(params);
+        SqliteBatch {
+            sql: batch,
+            params: all,
+        }
+    }
+}
+
+/// Statements and their parameters, ready to send as one query.
+struct SqliteBatch {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl SqliteBatch {
+    fn query(&self) -> SqliteQuery<'_> {
+        let mut query = sqlx::query(&self.sql);
+        for param in &self.params {
+            query = match param {
+                Param::Text(text) => query.bind(text.as_deref()),
+                Param::Int(n) => query.bind(*n),
+                Param::Bool(b) => query.bind(*b),
+            };
+        }
+        query
+    }
+}
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-/// Binds the parameters of [`INSERT_LOG`].
-fn bind_log<'q>(query: SqliteQuery<'q>, event: &'q LogEvent) -> SqliteQuery<'q> {
-    query
-        .bind(&event.log_id)
-        .bind(&event.date)
-        .bind(event.outcome.code())
-        .bind(&event.description)
-        .bind(&event.client_id)
-        .bind(&event.user_id)
-        .bind(&event.secondary_user_id)
-        .bind(event.details.to_string())
-}
+impl core::Tx for SqliteTx<'_> {
+    type DbError = sqlx::Error;
+    const ROW_LOCKS: bool = false;
 
-async fn insert_log(conn: &mut SqliteConnection, event: &LogEvent) -> Result<()> {
-    bind_log(sqlx::query(INSERT_LOG), event)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
+        self.pending.push_str(sql);
+        self.pending.push_str("; ");
+        self.params.extend(params);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sqlx::Error> {
+        let on_flush = std::mem::take(&mut self.on_flush);
+        if self.pending.is_empty() && on_flush.is_empty() {
+            return Ok(());
+        }
+        let batch = self.take_with(on_flush, []);
+        batch.query().execute(&mut *self.conn).await?;
+        Ok(())
+    }
+
+    async fn load_user(
+        &mut self,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, Failure<sqlx::Error>> {
+        let batch = self.take_with(&LOAD_USER, [user_id.into()]);
+        let rows = batch
+            .query()
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(Failure::Db)?;
+        Ok(user_from_rows(rows.iter())?)
+    }
+
+    async fn load_link_parties(
+        &mut self,
+        primary_id: &str,
+        target: &IdentityKey,
+    ) -> Result<core::LinkParties, Failure<sqlx::Error>> {
+        let params = [
+            primary_id.into(),
+            (&target.provider).into(),
+            (&target.user_id).into(),
+        ];
+        let batch = self.take_with(&LOAD_LINK_PAIR, params);
+        let rows = batch
+            .query()
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(Failure::Db)?;
+        let part = |n: i64| {
+            rows.iter()
+                .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
+        };
+        Ok((user_from_rows(part(0))?, user_from_rows(part(1))?))
+    }
+
+    async fn lock_user(&mut self, _user_id: &str) -> Result<bool, sqlx::Error> {
+        // Never called (no ROW_LOCKS): the writer holds the whole database.
+        Ok(true)
+    }
+
+    async fn identity_owner(
+        &mut self,
+        key: &IdentityKey,
+        _lock: bool,
+    ) -> Result<Option<(String, i64)>, sqlx::Error> {
+        let batch = self.take_with(
+            "SELECT owner_user_id, position FROM identities WHERE provider = ? AND identity_user_id = ?",
+            [(&key.provider).into(), (&key.user_id).into()],
+        );
+        let row = batch.query().fetch_optional(&mut *self.conn).await?;
+        row.map(|row| Ok((sqlx::Row::try_get(&row, 0)?, sqlx::Row::try_get(&row, 1)?)))
+            .transpose()
+    }
 }
 
 /// A link or unlink queued for the writer's group commit.
@@ -258,24 +347,9 @@ enum WriteJob {
 /// Most link/unlink operations committed together.
 const GROUP_COMMIT_MAX: usize = 64;
 
-/// A failed write batch: its statements up to the failing one ran, inside the
-/// operation's savepoint.
-struct Written(sqlx::Error);
-
-/// How one operation of a group ended.
-enum JobOutcome {
-    /// Planned and written (or refused by the rules before writing anything).
-    Done(Result<Vec<Identity>>),
-    /// Its write failed part-way and was rolled back to its savepoint.
-    RolledBack(Error),
-}
-
 impl WriteJob {
-    /// Reads, applies the linking rules and writes, inside the group's transaction.
-    async fn run(
-        &self,
-        conn: &mut SqliteConnection,
-    ) -> std::result::Result<Vec<Identity>, JobError> {
+    /// Runs the shared flow inside the group's transaction, in its own savepoint.
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> core::Outcome<Vec<Identity>, SqliteTx<'static>> {
         match self {
             Self::Link {
                 primary_id,
@@ -283,14 +357,23 @@ impl WriteJob {
                 connection_id,
                 audit,
                 ..
-            } => link_in(conn, primary_id, target, connection_id.as_deref(), audit).await,
+            } => core::link(tx, primary_id, target, connection_id.as_deref(), audit).await,
             Self::Unlink {
                 primary_id,
                 target,
                 now,
                 audit,
                 ..
-            } => unlink_in(conn, primary_id, target, now, audit).await,
+            } => core::unlink(tx, primary_id, target, now, audit).await,
+        }
+    }
+
+    /// What a database failure means for this operation: unlink recreates a user,
+    /// whose id may be taken; link's writes only fail on a broken database.
+    fn db_error(&self, err: sqlx::Error) -> Error {
+        match self {
+            Self::Unlink { .. } => unique_as(DomainError::UserExists)(err),
+            Self::Link { .. } => Error::from(err),
         }
     }
 
@@ -304,132 +387,6 @@ impl WriteJob {
         let (Self::Link { reply, .. } | Self::Unlink { reply, .. }) = self;
         let _ = reply.send(outcome);
     }
-}
-
-/// Why an operation of a group failed.
-enum JobError {
-    /// Nothing was written (not found, refused by the rules, a failed read).
-    Refused(Error),
-    /// The write batch failed part-way.
-    Written(sqlx::Error),
-}
-
-impl From<Error> for JobError {
-    fn from(err: Error) -> Self {
-        Self::Refused(err)
-    }
-}
-
-impl From<DomainError> for JobError {
-    fn from(err: DomainError) -> Self {
-        Self::Refused(err.into())
-    }
-}
-
-impl From<sqlx::Error> for JobError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Refused(Error::from(err))
-    }
-}
-
-impl From<Written> for JobError {
-    fn from(Written(err): Written) -> Self {
-        Self::Written(err)
-    }
-}
-
-/// Links `target`'s standalone user into `primary_id`: one read, one write (in a
-/// savepoint), on the group's connection.
-async fn link_in(
-    conn: &mut SqliteConnection,
-    primary_id: &str,
-    target: &IdentityKey,
-    connection_id: Option<&str>,
-    audit: &LogEvent,
-) -> std::result::Result<Vec<Identity>, JobError> {
-    let rows = sqlx::query(&LOAD_LINK_PAIR)
-        .bind(primary_id)
-        .bind(&target.provider)
-        .bind(&target.user_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let part = |n: i64| {
-        rows.iter()
-            .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
-    };
-    let primary = user_from_rows(part(0))?.ok_or(DomainError::UserNotFound)?;
-    let secondary = user_from_rows(part(1))?;
-    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
-
-    let mut sql = String::from("SAVEPOINT op; ");
-    for _ in &plan.moved {
-        sql.push_str(
-            "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
-                 WHERE provider = ? AND identity_user_id = ?; ",
-        );
-    }
-    sql.push_str(
-        "DELETE FROM users WHERE user_id = ?; \
-             UPDATE users SET updated_at = ? WHERE user_id = ?; ",
-    );
-    sql.push_str(INSERT_LOG);
-    sql.push_str("; RELEASE op");
-    let mut write = sqlx::query(&sql);
-    for (offset, identity) in plan.moved.iter().enumerate() {
-        let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
-        write = write
-            .bind(&primary.user_id)
-            .bind(position)
-            .bind(identity.profile_data.as_ref().map(rows::json_text))
-            .bind(&identity.provider)
-            .bind(identity.user_id.as_string());
-    }
-    write = write
-        .bind(&plan.secondary_user_id)
-        .bind(crate::clock::now_iso())
-        .bind(&primary.user_id);
-    bind_log(write, audit)
-        .execute(&mut *conn)
-        .await
-        .map_err(Written)?;
-    Ok(plan.identities)
-}
-
-/// Unlinks `target` from `primary_id`: one read, one write (in a savepoint).
-async fn unlink_in(
-    conn: &mut SqliteConnection,
-    primary_id: &str,
-    target: &IdentityKey,
-    now: &str,
-    audit: &LogEvent,
-) -> std::result::Result<Vec<Identity>, JobError> {
-    let primary = load_user(&mut *conn, primary_id)
-        .await?
-        .ok_or(DomainError::UserNotFound)?;
-    let plan = linking::plan_unlink(&primary, target, now)?;
-    // One round trip for every write (see `link`).
-    let sql = format!(
-        "SAVEPOINT op; {}; \
-             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
-             WHERE provider = ? AND identity_user_id = ?; \
-             UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?; \
-             UPDATE users SET updated_at = ? WHERE user_id = ?; {INSERT_LOG}; RELEASE op",
-        *INSERT_USER
-    );
-    let cols = UserColumns::of(&plan.new_user);
-    let write = bind_user(sqlx::query(&sql), &plan.new_user, &cols)
-        .bind(&plan.new_user.user_id)
-        .bind(&plan.removed.provider)
-        .bind(plan.removed.user_id.as_string())
-        .bind(&primary.user_id)
-        .bind(i64::try_from(plan.position).map_err(Error::internal)?)
-        .bind(now)
-        .bind(&primary.user_id);
-    bind_log(write, audit)
-        .execute(&mut *conn)
-        .await
-        .map_err(Written)?;
-    Ok(plan.remaining)
 }
 
 /// The writer's group commit: takes the link/unlink operations queued meanwhile (up to
@@ -469,31 +426,35 @@ async fn commit_group(writer: &SqlitePool, group: Vec<WriteJob>) {
         if job.abandoned() {
             continue;
         }
-        let outcome = match job.run(&mut tx).await {
-            Ok(identities) => JobOutcome::Done(Ok(identities)),
-            Err(JobError::Refused(err)) => JobOutcome::Done(Err(err)),
-            Err(JobError::Written(err)) => {
-                // Unlink recreates a user, whose id may be taken; link's writes only map
-                // database failures.
-                let err = match job {
-                    WriteJob::Unlink { .. } => unique_as(DomainError::UserExists)(err),
-                    WriteJob::Link { .. } => Error::from(err),
+        let mut op = SqliteTx::in_savepoint(&mut tx);
+        let outcome = job.run(&mut op).await;
+        let opened = op.sent;
+        let outcome = match outcome {
+            Ok(identities) => Ok(identities),
+            Err(failure) => {
+                let err = match failure {
+                    Failure::Rule(err) => err,
+                    Failure::Db(err) => job.db_error(err),
+                    Failure::Moved => Error::internal("an identity moved under the writer lock"),
                 };
-                if let Err(undo) = sqlx::query("ROLLBACK TO op; RELEASE op")
-                    .execute(&mut *tx)
-                    .await
-                {
-                    // The transaction is in an unknown state: give the whole group up
-                    // (dropping the transaction rolls it back).
-                    drop(tx);
-                    let message = undo.to_string();
-                    job.reply(Err(err));
-                    for (job, _) in done {
-                        WriteJob::reply(job, Err(Error::internal(message.clone())));
+                // Undo whatever part of the operation ran; the group's others stay.
+                if opened {
+                    if let Err(undo) = sqlx::query("ROLLBACK TO op; RELEASE op")
+                        .execute(&mut *tx)
+                        .await
+                    {
+                        // The transaction is in an unknown state: give the whole group
+                        // up (dropping the transaction rolls it back).
+                        drop(tx);
+                        let message = undo.to_string();
+                        job.reply(Err(err));
+                        for (job, _) in done {
+                            WriteJob::reply(job, Err(Error::internal(message.clone())));
+                        }
+                        return;
                     }
-                    return;
                 }
-                JobOutcome::RolledBack(err)
+                Err(err)
             }
         };
         done.push((job, outcome));
@@ -501,9 +462,9 @@ async fn commit_group(writer: &SqlitePool, group: Vec<WriteJob>) {
     let committed = tx.commit().await.map_err(|e| e.to_string());
     for (job, outcome) in done {
         let result = match (outcome, &committed) {
-            (JobOutcome::Done(Err(err)) | JobOutcome::RolledBack(err), _) => Err(err),
-            (JobOutcome::Done(Ok(identities)), Ok(())) => Ok(identities),
-            (JobOutcome::Done(Ok(_)), Err(message)) => Err(Error::internal(message.clone())),
+            (Err(err), _) => Err(err),
+            (Ok(identities), Ok(())) => Ok(identities),
+            (Ok(_), Err(message)) => Err(Error::internal(message.clone())),
         };
         job.reply(result);
     }
@@ -687,24 +648,14 @@ impl Store for SqliteStore {
 
     async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
         let mut tx = self.begin_write().await?;
-        let mut user = load_user(&mut tx, user_id)
-            .await?
-            .ok_or(DomainError::UserNotFound)?;
-        patch.apply(&mut user, now);
-        write_user(&mut tx, &user).await?;
-        // The main identity's credential follows the root email and the new password.
-        if patch.email.is_some() || patch.password_hash.is_some() {
-            sqlx::query(
-                "UPDATE identities SET login_email = ?, password_hash = COALESCE(?, password_hash) \
-                 WHERE owner_user_id = ? AND position = 0 AND password_hash IS NOT NULL",
-            )
-            .bind(user.profile.email.as_deref().map(str::to_lowercase))
-            .bind(&patch.password_hash)
-            .bind(user_id)
-            .execute(&mut *tx)
+        let user = core::update_user(&mut SqliteTx::new(&mut tx), user_id, patch, now)
             .await
-            .map_err(unique_as(DomainError::UserExists))?;
-        }
+            .map_err(|failure| match failure {
+                Failure::Rule(err) => err,
+                // The credential's login email may be taken.
+                Failure::Db(err) => unique_as(DomainError::UserExists)(err),
+                Failure::Moved => Error::internal("a row moved under the writer lock"),
+            })?;
         tx.commit().await?;
         Ok(user)
     }
@@ -784,7 +735,11 @@ impl Store for SqliteStore {
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        insert_log(&mut tx, event).await?;
+        let mut op = SqliteTx::new(&mut tx);
+        core::insert_log(&mut op, event)
+            .await
+            .map_err(|_| Error::internal("writing the log failed"))?;
+        op.flush().await?;
         tx.commit().await?;
         Ok(())
     }

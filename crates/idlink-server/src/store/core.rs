@@ -1,0 +1,453 @@
+//! The write flows both backends share, written once: link, unlink and the user update.
+//!
+//! Each flow loads what its rule needs inside the transaction, asks the pure rule of
+//! [`crate::domain`] for a plan (plain data), and applies the plan with SQL that both
+//! backends run as is (`?` placeholders). What differs between backends sits behind
+//! [`Tx`], which is small: running a statement, loading users, and — for backends where
+//! transactions run side by side — locking rows. See `docs/storage.md`.
+
+use std::future::Future;
+
+use crate::domain::audit::LogEvent;
+use crate::domain::error::Error as DomainError;
+use crate::domain::linking::{self, LinkPlan, UnlinkPlan};
+use crate::domain::model::{Identity, IdentityKey, UserRecord};
+use crate::domain::users::UserPatch;
+use crate::error::Error;
+
+use super::rows::{USER_COLUMNS, UserColumns, json_text};
+
+/// A statement parameter, owned so that a backend may hold statements back and send
+/// several in one round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(Option<String>),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<&str> for Param {
+    fn from(value: &str) -> Self {
+        Self::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<&String> for Param {
+    fn from(value: &String) -> Self {
+        Self::Text(Some(value.clone()))
+    }
+}
+
+impl From<Option<&str>> for Param {
+    fn from(value: Option<&str>) -> Self {
+        Self::Text(value.map(str::to_owned))
+    }
+}
+
+impl From<&Option<String>> for Param {
+    fn from(value: &Option<String>) -> Self {
+        Self::Text(value.clone())
+    }
+}
+
+impl From<i64> for Param {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<bool> for Param {
+    fn from(value: bool) -> Self {
+        Self::Bool(value)
+    }
+}
+
+/// Why a flow ended without its result.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// A rule (or a missing row) decided the request's answer; nothing was written.
+    Rule(Error),
+    /// The database failed; the backend decides what that means (retry, 409, 500).
+    Db(E),
+    /// A row to lock changed owner between the read and the lock: start over.
+    Moved,
+}
+
+impl<E> From<Error> for Failure<E> {
+    fn from(err: Error) -> Self {
+        Self::Rule(err)
+    }
+}
+
+impl<E> From<DomainError> for Failure<E> {
+    fn from(err: DomainError) -> Self {
+        Self::Rule(err.into())
+    }
+}
+
+/// The primary of a link and the standalone user whose main identity is its target.
+pub type LinkParties = (Option<UserRecord>, Option<UserRecord>);
+
+/// One write transaction of a backend, as the flows need it.
+pub trait Tx: Send {
+    /// The backend's database error.
+    type DbError: Send;
+
+    /// Whether other write transactions run beside this one (PostgreSQL). The flows
+    /// then lock the users they change, in ascending `user_id` order, before reading
+    /// them. SQLite's single writer holds the whole database from `BEGIN IMMEDIATE`:
+    /// there is nothing to lock.
+    const ROW_LOCKS: bool;
+
+    /// Runs a write statement (`?` placeholders). A backend may hold it back and send
+    /// it with the next read or at [`Tx::flush`], so its error may surface there.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> impl Future<Output = Result<(), Self::DbError>> + Send;
+
+    /// Sends the statements held back, if any.
+    fn flush(&mut self) -> impl Future<Output = Result<(), Self::DbError>> + Send;
+
+    /// One user with its identities, in order.
+    fn load_user(
+        &mut self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>, Failure<Self::DbError>>> + Send;
+
+    /// The primary, and the user whose main identity `target` is (if any). Backends
+    /// may override it to load both in one round trip.
+    fn load_link_parties(
+        &mut self,
+        primary_id: &str,
+        target: &IdentityKey,
+    ) -> impl Future<Output = Result<LinkParties, Failure<Self::DbError>>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let primary = self.load_user(primary_id).await?;
+            let owner = self
+                .identity_owner(target, false)
+                .await
+                .map_err(Failure::Db)?;
+            let secondary = match owner {
+                Some((owner, 0)) => self.load_user(&owner).await?,
+                _ => None,
+            };
+            Ok((primary, secondary))
+        }
+    }
+
+    /// Locks the user row (only called when [`Tx::ROW_LOCKS`]); false when missing.
+    fn lock_user(
+        &mut self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<bool, Self::DbError>> + Send;
+
+    /// Who owns `key` and at which position; `lock` also locks the identity's row
+    /// (only called when [`Tx::ROW_LOCKS`]).
+    fn identity_owner(
+        &mut self,
+        key: &IdentityKey,
+        lock: bool,
+    ) -> impl Future<Output = Result<Option<(String, i64)>, Self::DbError>> + Send;
+}
+
+/// The outcome of a flow on backend `T`.
+pub type Outcome<V, T> = Result<V, Failure<<T as Tx>::DbError>>;
+
+/// Moves one identity to an owner and position, with its profileData.
+pub const MOVE_IDENTITY: &str = "UPDATE identities SET owner_user_id = ?, position = ?, \
+     profile_data = ? WHERE provider = ? AND identity_user_id = ?";
+/// Makes an identity the main (and only) identity of its recreated user.
+pub const DETACH_IDENTITY: &str = "UPDATE identities SET owner_user_id = ?, position = 0, \
+     profile_data = NULL WHERE provider = ? AND identity_user_id = ?";
+/// Closes the gap an unlinked identity leaves in its former owner's positions.
+pub const CLOSE_GAP: &str =
+    "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?";
+pub const DELETE_USER: &str = "DELETE FROM users WHERE user_id = ?";
+pub const TOUCH_USER: &str = "UPDATE users SET updated_at = ? WHERE user_id = ?";
+pub const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description, client_id, \
+     user_id, secondary_user_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+/// Writes a user's root profile (everything a patch can change).
+pub const WRITE_USER: &str = "UPDATE users SET email = ?, email_lower = ?, email_verified = ?, \
+     username = ?, phone_number = ?, phone_verified = ?, name = ?, given_name = ?, \
+     family_name = ?, nickname = ?, picture = ?, profile_extra = ?, user_metadata = ?, \
+     app_metadata = ?, blocked = ?, updated_at = ? WHERE user_id = ?";
+/// The main identity's credential follows the root email and a new password.
+pub const WRITE_CREDENTIAL: &str = "UPDATE identities SET login_email = ?, \
+     password_hash = COALESCE(?, password_hash) \
+     WHERE owner_user_id = ? AND position = 0 AND password_hash IS NOT NULL";
+/// Inserts a user (its columns in [`USER_COLUMNS`] order).
+pub static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let placeholders = vec!["?"; USER_COLUMNS.split(',').count()].join(", ");
+    format!("INSERT INTO users ({USER_COLUMNS}) VALUES ({placeholders})")
+});
+
+/// A user's values in [`USER_COLUMNS`] order.
+pub fn user_params(user: &UserRecord) -> Vec<Param> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    vec![
+        (&user.user_id).into(),
+        (&p.email).into(),
+        Param::Text(cols.email_lower),
+        p.email_verified.into(),
+        (&p.username).into(),
+        (&p.phone_number).into(),
+        p.phone_verified.into(),
+        (&p.name).into(),
+        (&p.given_name).into(),
+        (&p.family_name).into(),
+        (&p.nickname).into(),
+        (&p.picture).into(),
+        Param::Text(Some(cols.profile_extra)),
+        Param::Text(Some(cols.user_metadata)),
+        Param::Text(Some(cols.app_metadata)),
+        user.blocked.into(),
+        (&user.last_login).into(),
+        user.logins_count.into(),
+        (&user.created_at).into(),
+        (&user.updated_at).into(),
+    ]
+}
+
+fn log_params(event: &LogEvent) -> Vec<Param> {
+    vec![
+        (&event.log_id).into(),
+        (&event.date).into(),
+        event.outcome.code().into(),
+        (&event.description).into(),
+        (&event.client_id).into(),
+        (&event.user_id).into(),
+        (&event.secondary_user_id).into(),
+        Param::Text(Some(event.details.to_string())),
+    ]
+}
+
+fn position(index: usize) -> Result<i64, Error> {
+    i64::try_from(index).map_err(Error::internal)
+}
+
+/// Writes `event` in the transaction.
+pub async fn insert_log<T: Tx>(tx: &mut T, event: &LogEvent) -> Outcome<(), T> {
+    tx.execute(INSERT_LOG, log_params(event))
+        .await
+        .map_err(Failure::Db)
+}
+
+/// Links the standalone user whose main identity is `target` into `primary_id`;
+/// returns the primary's identities. `audit` is written in the same transaction.
+pub async fn link<T: Tx>(
+    tx: &mut T,
+    primary_id: &str,
+    target: &IdentityKey,
+    connection_id: Option<&str>,
+    audit: &LogEvent,
+) -> Outcome<Vec<Identity>, T> {
+    let (primary, secondary) = if T::ROW_LOCKS {
+        // Read what the locks now hold stable: the primary and the locked owner.
+        let owner = lock_link_parties(tx, primary_id, target).await?;
+        let primary = tx.load_user(primary_id).await?;
+        let secondary = match owner {
+            Some(owner) => tx.load_user(&owner).await?,
+            None => None,
+        };
+        (primary, secondary)
+    } else {
+        tx.load_link_parties(primary_id, target).await?
+    };
+    let primary = primary.ok_or(DomainError::UserNotFound)?;
+    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+    apply_link(tx, &primary.user_id, &plan, audit)
+        .await
+        .map_err(Failure::Db)?;
+    Ok(plan.identities)
+}
+
+/// The locking protocol of backends with concurrent writers (see `docs/scaling.md`):
+/// lock the primary and the target's standalone owner in ascending `user_id` order,
+/// then re-read the target under lock; if it now belongs, as a main identity, to a user
+/// whose lock we do not hold, start over. Returns the target's owner when it is a
+/// main identity (of a locked user).
+async fn lock_link_parties<T: Tx>(
+    tx: &mut T,
+    primary_id: &str,
+    target: &IdentityKey,
+) -> Outcome<Option<String>, T> {
+    // Only a standalone user's main identity can be linked: only that owner is locked.
+    let seen = tx
+        .identity_owner(target, false)
+        .await
+        .map_err(Failure::Db)?;
+    let mut to_lock = vec![primary_id.to_owned()];
+    if let Some((owner, 0)) = seen {
+        to_lock.push(owner);
+    }
+    // Two links involving the same two users (in either role) queue, never deadlock.
+    to_lock.sort_unstable();
+    to_lock.dedup();
+    let mut locked = Vec::with_capacity(to_lock.len());
+    for user_id in to_lock {
+        if tx.lock_user(&user_id).await.map_err(Failure::Db)? {
+            locked.push(user_id);
+        }
+    }
+    if !locked.iter().any(|id| id == primary_id) {
+        return Err(DomainError::UserNotFound.into());
+    }
+    match tx.identity_owner(target, true).await.map_err(Failure::Db)? {
+        Some((owner, 0)) if !locked.contains(&owner) => Err(Failure::Moved),
+        Some((owner, 0)) => Ok(Some(owner)),
+        _ => Ok(None),
+    }
+}
+
+async fn apply_link<T: Tx>(
+    tx: &mut T,
+    primary_id: &str,
+    plan: &LinkPlan,
+    audit: &LogEvent,
+) -> Result<(), T::DbError> {
+    for (offset, identity) in plan.moved.iter().enumerate() {
+        let params = vec![
+            primary_id.into(),
+            Param::Int(position(plan.first_position + offset).unwrap_or(i64::MAX)),
+            Param::Text(identity.profile_data.as_ref().map(json_text)),
+            (&identity.provider).into(),
+            Param::Text(Some(identity.user_id.as_string())),
+        ];
+        tx.execute(MOVE_IDENTITY, params).await?;
+    }
+    tx.execute(DELETE_USER, vec![(&plan.secondary_user_id).into()])
+        .await?;
+    let now = crate::clock::now_iso();
+    tx.execute(TOUCH_USER, vec![now.as_str().into(), primary_id.into()])
+        .await?;
+    tx.execute(INSERT_LOG, log_params(audit)).await?;
+    tx.flush().await
+}
+
+/// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns the
+/// primary's remaining identities. `audit` is written in the same transaction.
+pub async fn unlink<T: Tx>(
+    tx: &mut T,
+    primary_id: &str,
+    target: &IdentityKey,
+    now: &str,
+    audit: &LogEvent,
+) -> Outcome<Vec<Identity>, T> {
+    // Only the primary needs a lock: the recreated user is new.
+    if T::ROW_LOCKS && !tx.lock_user(primary_id).await.map_err(Failure::Db)? {
+        return Err(DomainError::UserNotFound.into());
+    }
+    let primary = tx
+        .load_user(primary_id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
+    let plan = linking::plan_unlink(&primary, target, now)?;
+    let gap = position(plan.position)?;
+    apply_unlink(tx, &primary.user_id, &plan, gap, now, audit)
+        .await
+        .map_err(Failure::Db)?;
+    Ok(plan.remaining)
+}
+
+async fn apply_unlink<T: Tx>(
+    tx: &mut T,
+    primary_id: &str,
+    plan: &UnlinkPlan,
+    gap: i64,
+    now: &str,
+    audit: &LogEvent,
+) -> Result<(), T::DbError> {
+    tx.execute(INSERT_USER.as_str(), user_params(&plan.new_user))
+        .await?;
+    let removed = &plan.removed;
+    tx.execute(
+        DETACH_IDENTITY,
+        vec![
+            (&plan.new_user.user_id).into(),
+            (&removed.provider).into(),
+            Param::Text(Some(removed.user_id.as_string())),
+        ],
+    )
+    .await?;
+    tx.execute(CLOSE_GAP, vec![primary_id.into(), Param::Int(gap)])
+        .await?;
+    tx.execute(TOUCH_USER, vec![now.into(), primary_id.into()])
+        .await?;
+    tx.execute(INSERT_LOG, log_params(audit)).await?;
+    tx.flush().await
+}
+
+/// Applies `patch` to the user under lock; returns the user as written.
+pub async fn update_user<T: Tx>(
+    tx: &mut T,
+    user_id: &str,
+    patch: &UserPatch,
+    now: &str,
+) -> Outcome<UserRecord, T> {
+    if T::ROW_LOCKS && !tx.lock_user(user_id).await.map_err(Failure::Db)? {
+        return Err(DomainError::UserNotFound.into());
+    }
+    let mut user = tx
+        .load_user(user_id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
+    patch.apply(&mut user, now);
+    write_user(tx, &user, patch).await.map_err(Failure::Db)?;
+    Ok(user)
+}
+
+async fn write_user<T: Tx>(
+    tx: &mut T,
+    user: &UserRecord,
+    patch: &UserPatch,
+) -> Result<(), T::DbError> {
+    let cols = UserColumns::of(user);
+    let p = &user.profile;
+    let params = vec![
+        (&p.email).into(),
+        Param::Text(cols.email_lower.clone()),
+        p.email_verified.into(),
+        (&p.username).into(),
+        (&p.phone_number).into(),
+        p.phone_verified.into(),
+        (&p.name).into(),
+        (&p.given_name).into(),
+        (&p.family_name).into(),
+        (&p.nickname).into(),
+        (&p.picture).into(),
+        Param::Text(Some(cols.profile_extra)),
+        Param::Text(Some(cols.user_metadata)),
+        Param::Text(Some(cols.app_metadata)),
+        user.blocked.into(),
+        (&user.updated_at).into(),
+        (&user.user_id).into(),
+    ];
+    tx.execute(WRITE_USER, params).await?;
+    if patch.email.is_some() || patch.password_hash.is_some() {
+        let params = vec![
+            Param::Text(cols.email_lower),
+            (&patch.password_hash).into(),
+            (&user.user_id).into(),
+        ];
+        tx.execute(WRITE_CREDENTIAL, params).await?;
+    }
+    tx.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_user_has_one_placeholder_per_column() {
+        let columns = USER_COLUMNS.split(',').count();
+        assert_eq!(INSERT_USER.matches('?').count(), columns);
+        assert_eq!(columns, 20);
+    }
+}
