@@ -186,12 +186,11 @@ pub static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     format!("INSERT INTO users ({USER_COLUMNS}) VALUES ({placeholders})")
 });
 
-/// A user's values in [`USER_COLUMNS`] order.
-pub fn user_params(user: &UserRecord) -> Vec<Param> {
-    let cols = UserColumns::of(user);
+/// A user's root profile, as [`WRITE_USER`] sets it and [`USER_COLUMNS`] lists it
+/// (from `email` to `blocked`).
+fn root_params(user: &UserRecord, cols: UserColumns) -> Vec<Param> {
     let p = &user.profile;
     vec![
-        (&user.user_id).into(),
         (&p.email).into(),
         Param::Text(cols.email_lower),
         p.email_verified.into(),
@@ -207,11 +206,20 @@ pub fn user_params(user: &UserRecord) -> Vec<Param> {
         Param::Text(Some(cols.user_metadata)),
         Param::Text(Some(cols.app_metadata)),
         user.blocked.into(),
+    ]
+}
+
+/// A user's values in [`USER_COLUMNS`] order.
+pub fn user_params(user: &UserRecord) -> Vec<Param> {
+    let mut params = vec![(&user.user_id).into()];
+    params.extend(root_params(user, UserColumns::of(user)));
+    params.extend([
         (&user.last_login).into(),
         user.logins_count.into(),
         (&user.created_at).into(),
         (&user.updated_at).into(),
-    ]
+    ]);
+    params
 }
 
 fn log_params(event: &LogEvent) -> Vec<Param> {
@@ -407,31 +415,13 @@ async fn write_user<T: Tx>(
     user: &UserRecord,
     patch: &UserPatch,
 ) -> Result<(), T::DbError> {
-    let cols = UserColumns::of(user);
-    let p = &user.profile;
-    let params = vec![
-        (&p.email).into(),
-        Param::Text(cols.email_lower.clone()),
-        p.email_verified.into(),
-        (&p.username).into(),
-        (&p.phone_number).into(),
-        p.phone_verified.into(),
-        (&p.name).into(),
-        (&p.given_name).into(),
-        (&p.family_name).into(),
-        (&p.nickname).into(),
-        (&p.picture).into(),
-        Param::Text(Some(cols.profile_extra)),
-        Param::Text(Some(cols.user_metadata)),
-        Param::Text(Some(cols.app_metadata)),
-        user.blocked.into(),
-        (&user.updated_at).into(),
-        (&user.user_id).into(),
-    ];
+    let email_lower = Param::Text(user.profile.email.as_deref().map(str::to_lowercase));
+    let mut params = root_params(user, UserColumns::of(user));
+    params.extend([(&user.updated_at).into(), (&user.user_id).into()]);
     tx.execute(WRITE_USER, params).await?;
     if patch.email.is_some() || patch.password_hash.is_some() {
         let params = vec![
-            Param::Text(cols.email_lower),
+            email_lower,
             (&patch.password_hash).into(),
             (&user.user_id).into(),
         ];

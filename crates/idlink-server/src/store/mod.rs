@@ -7,6 +7,7 @@ mod filters;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod sqlite_writer;
 
 use std::sync::Arc;
 use std::time::Duration;

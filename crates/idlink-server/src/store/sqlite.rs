@@ -1,27 +1,29 @@
 //! The SQLite backend: one file, WAL mode.
 //!
-//! All writes go through a pool of exactly one connection, so writers queue in-process
-//! (cheap, fair) instead of spinning on SQLite's busy handler; each write transaction
-//! starts `IMMEDIATE`, taking the write lock before it reads. Readers have their own pool
-//! and, thanks to WAL, never wait for the writer.
+//! Every write runs on the writer thread ([`super::sqlite_writer`]): one `rusqlite`
+//! connection, group commit, each operation in its own savepoint, synchronously — so
+//! writers queue in-process instead of spinning on SQLite's busy handler, and a group
+//! costs one thread hand-off however many statements it runs. The write flows are the
+//! shared ones of [`super::core`], driven on that thread by a trivial executor: the
+//! [`RusqliteTx`] futures complete at once, since every statement is a plain blocking
+//! call. Readers have a pool of read-only connections (sqlx) and, thanks to WAL, never
+//! wait for the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
+use rusqlite::{OptionalExtension as _, params};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
-use tokio::sync::{mpsc, oneshot};
 
-use super::core::{self, Failure, Param, Tx as _};
+use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, UserColumns, UserRow, bind_user,
+    SigningKeyRow, UserRow,
 };
+use super::sqlite_writer::Writer;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
@@ -33,16 +35,38 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     reader: SqlitePool,
-    writer: SqlitePool,
-    /// Link and unlink go through the writer's group commit.
-    jobs: mpsc::Sender<WriteJob>,
+    writer: Writer,
+}
+
+/// Whether SQLite refused a row for a unique or primary-key constraint.
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 /// Maps a unique-constraint violation to `conflict`, anything else to an internal error.
-fn unique_as(conflict: impl Into<Error>) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| match err.as_database_error() {
-        Some(db) if db.is_unique_violation() => conflict.into(),
-        _ => Error::from(err),
+fn unique_as(conflict: impl Into<Error>) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |err| {
+        if is_unique_violation(&err) {
+            conflict.into()
+        } else {
+            Error::internal(err)
+        }
+    }
+}
+
+/// A flow's failure on SQLite, where nothing is locked (so nothing moves) and a unique
+/// violation means `on_unique`.
+fn settle(failure: Failure<rusqlite::Error>, on_unique: impl Into<Error>) -> Error {
+    match failure {
+        Failure::Rule(err) => err,
+        Failure::Db(err) => unique_as(on_unique)(err),
+        Failure::Moved => Error::internal("a row moved under the writer's lock"),
     }
 }
 
@@ -52,64 +76,43 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL (the default): a commit is on disk before it is acknowledged, so it
-            // survives power loss; NORMAL only a process crash (see `SqliteSynchronous`).
-            .synchronous(match options.sqlite_synchronous {
-                super::SqliteSynchronous::Full => SqliteSynchronous::Full,
-                super::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
-            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+        // Migrations on a connection of their own, closed before the writer opens.
+        let migrator = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
+        let migrated = sqlx::migrate!("./migrations/sqlite").run(&migrator).await;
+        migrator.close().await;
+        migrated.map_err(Error::internal)?;
+
+        let conn = rusqlite::Connection::open(connect.get_filename()).map_err(Error::internal)?;
+        conn.busy_timeout(Duration::from_secs(10))
             .map_err(Error::internal)?;
+        // FULL (the default): a commit is on disk before it is acknowledged, so it
+        // survives power loss; NORMAL only a process crash (see `SqliteSynchronous`).
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(Error::internal)?;
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+            options.sqlite_synchronous.pragma()
+        ))
+        .map_err(Error::internal)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let writer = Writer::start(conn)?;
+
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
-        let (jobs, queue) = mpsc::channel(1024);
-        tokio::spawn(group_commit_loop(writer.clone(), queue));
-        Ok(Self {
-            reader,
-            writer,
-            jobs,
-        })
-    }
-
-    /// Queues a link or unlink for the group commit and waits for its outcome.
-    async fn group_commit(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<Vec<Identity>>>) -> WriteJob,
-    ) -> Result<Vec<Identity>> {
-        let stopped = || Error::internal("the SQLite writer has stopped");
-        let (reply, outcome) = oneshot::channel();
-        self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
-    }
-
-    /// Starts a write transaction, cancel-safely. A request dropped while its `BEGIN`
-    /// is under way (client gone, deadline passed, waiting on another process's write
-    /// lock) would otherwise leave the single writer connection inside a transaction
-    /// that nothing ends: every later write would fail. So `BEGIN` runs in a task of its
-    /// own that always finishes; when the caller is gone by then, the transaction is
-    /// dropped there, which rolls it back.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        let writer = self.writer.clone();
-        tokio::spawn(async move { writer.begin_with("BEGIN IMMEDIATE").await })
-            .await
-            .map_err(Error::internal)?
-            .map_err(Error::from)
+        Ok(Self { reader, writer })
     }
 }
 
-/// `users` joined with its identities: one statement, so loading a user is one round
-/// trip to the connection's worker thread instead of two.
+/// `users` joined with its identities: one statement loads a user.
 static LOAD_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT u.*, {IDENTITY_SELECT} FROM users u \
@@ -117,14 +120,6 @@ static LOAD_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          WHERE u.user_id = ? ORDER BY i.position"
     )
 });
-
-async fn load_user(conn: &mut SqliteConnection, user_id: &str) -> Result<Option<UserRecord>> {
-    let rows = sqlx::query(&LOAD_USER)
-        .bind(user_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    user_from_rows(rows.iter())
-}
 
 /// A user from its rows of `users` joined with `identities` (see [`LOAD_USER`]).
 fn user_from_rows<'r>(
@@ -145,168 +140,102 @@ fn user_from_rows<'r>(
     user.into_user(identities).map(Some)
 }
 
-/// The primary (rows with `part` 0) and the standalone user whose main identity is the
-/// link target (`part` 1), in one round trip: two statements, one query.
-static LOAD_LINK_PAIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    // `identities` is joined twice in the second statement: name its columns.
-    let identity_select = IDENTITY_SELECT
-        .split(',')
-        .map(|c| format!("i.{0} AS {0}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT 0 AS part, u.*, {identity_select} FROM users u \
-         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
-         WHERE u.user_id = ? ORDER BY i.position; \
-         SELECT 1 AS part, u.*, {identity_select} FROM identities t \
-         JOIN users u ON u.user_id = t.owner_user_id \
-         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
-         WHERE t.provider = ? AND t.identity_user_id = ? AND t.position = 0 \
-         ORDER BY i.position"
-    )
-});
-
-async fn insert_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()> {
-    let cols = UserColumns::of(user);
-    bind_user(sqlx::query(core::INSERT_USER.as_str()), user, &cols)
-        .execute(&mut *conn)
-        .await
-        .map_err(unique_as(DomainError::UserExists))?;
-    Ok(())
+/// [`UserRow`] from a `rusqlite` row of [`LOAD_USER`].
+fn rusqlite_user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        user_id: row.get("user_id")?,
+        email: row.get("email")?,
+        email_verified: row.get("email_verified")?,
+        username: row.get("username")?,
+        phone_number: row.get("phone_number")?,
+        phone_verified: row.get("phone_verified")?,
+        name: row.get("name")?,
+        given_name: row.get("given_name")?,
+        family_name: row.get("family_name")?,
+        nickname: row.get("nickname")?,
+        picture: row.get("picture")?,
+        profile_extra: row.get("profile_extra")?,
+        user_metadata: row.get("user_metadata")?,
+        app_metadata: row.get("app_metadata")?,
+        blocked: row.get("blocked")?,
+        last_login: row.get("last_login")?,
+        logins_count: row.get("logins_count")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
 }
 
-/// A SQLite write transaction, for the shared flows of [`super::core`]. sqlx runs the
-/// connection on a thread of its own, so every query is a round trip to it: writes are
-/// held back and sent together, in one multi-statement query, with the next read or at
-/// [`core::Tx::flush`]. A flow therefore costs one round trip for its reads and one for
-/// its writes. Nothing is locked: `BEGIN IMMEDIATE` holds the database.
-struct SqliteTx<'c> {
-    conn: &'c mut SqliteConnection,
-    /// Statements held back, each followed by `; `.
-    pending: String,
-    params: Vec<Param>,
-    /// Sent with the flow's last writes (`RELEASE op` inside a group).
-    on_flush: &'static str,
-    /// Whether anything reached the connection (so a savepoint may be open).
-    sent: bool,
+/// [`IdentityRow`] from a `rusqlite` row of [`LOAD_USER`]; `None` for the NULL
+/// identity columns of a user without identities.
+fn rusqlite_identity_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<IdentityRow>> {
+    let Some(owner_user_id) = row.get::<_, Option<String>>("owner_user_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(IdentityRow {
+        owner_user_id,
+        provider: row.get("provider")?,
+        identity_user_id: row.get("identity_user_id")?,
+        user_id_is_int: row.get("user_id_is_int")?,
+        connection_id: row.get("connection_id")?,
+        connection_name: row.get("connection_name")?,
+        is_social: row.get("is_social")?,
+        profile_data: row.get("profile_data")?,
+    }))
 }
 
-impl<'c> SqliteTx<'c> {
-    /// A transaction already begun by the caller.
-    fn new(conn: &'c mut SqliteConnection) -> Self {
-        Self {
-            conn,
-            pending: String::new(),
-            params: Vec::new(),
-            on_flush: "",
-            sent: false,
-        }
-    }
-
-    /// One operation of a group, in its own savepoint (opened with its first query,
-    /// released with its last writes).
-    fn in_savepoint(conn: &'c mut SqliteConnection) -> Self {
-        Self {
-            pending: "SAVEPOINT op; ".to_owned(),
-            on_flush: "RELEASE op",
-            ..Self::new(conn)
-        }
-    }
-
-    /// The held-back statements followed by `sql`, and all their parameters.
-    fn take_with(&mut self, sql: &str, params: impl IntoIterator<Item = Param>) -> SqliteBatch {
-        self.sent = true;
-        let mut batch = std::mem::take(&mut self.pending);
-        batch.push_str(sql);
-        let mut all = std::mem::take(&mut self.params);
-        all.extend(params);
-        SqliteBatch {
-            sql: batch,
-            params: all,
-        }
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value};
+        Ok(match self {
+            Param::Text(Some(text)) => ToSqlOutput::from(text.as_str()),
+            Param::Text(None) => ToSqlOutput::Owned(Value::Null),
+            Param::Int(n) => ToSqlOutput::from(*n),
+            Param::Bool(b) => ToSqlOutput::from(*b),
+        })
     }
 }
 
-/// Statements and their parameters, ready to send as one query.
-struct SqliteBatch {
-    sql: String,
-    params: Vec<Param>,
-}
+/// The writer connection as the shared flows of [`super::core`] see it. Every method
+/// runs its statement at once (cached prepared statements, no thread hand-off), so the
+/// futures complete on their first poll. Nothing is locked: `BEGIN IMMEDIATE` holds
+/// the database for the whole group.
+struct RusqliteTx<'c>(&'c mut rusqlite::Connection);
 
-impl SqliteBatch {
-    fn query(&self) -> SqliteQuery<'_> {
-        let mut query = sqlx::query(&self.sql);
-        for param in &self.params {
-            query = match param {
-                Param::Text(text) => query.bind(text.as_deref()),
-                Param::Int(n) => query.bind(*n),
-                Param::Bool(b) => query.bind(*b),
-            };
-        }
-        query
-    }
-}
-
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-impl core::Tx for SqliteTx<'_> {
-    type DbError = sqlx::Error;
+impl core::Tx for RusqliteTx<'_> {
+    type DbError = rusqlite::Error;
     const ROW_LOCKS: bool = false;
 
-    async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
-        self.pending.push_str(sql);
-        self.pending.push_str("; ");
-        self.params.extend(params);
+    async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> rusqlite::Result<()> {
+        self.0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(params))?;
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), sqlx::Error> {
-        let on_flush = std::mem::take(&mut self.on_flush);
-        if self.pending.is_empty() && on_flush.is_empty() {
-            return Ok(());
-        }
-        let batch = self.take_with(on_flush, []);
-        batch.query().execute(&mut *self.conn).await?;
+    async fn flush(&mut self) -> rusqlite::Result<()> {
         Ok(())
     }
 
     async fn load_user(
         &mut self,
         user_id: &str,
-    ) -> Result<Option<UserRecord>, Failure<sqlx::Error>> {
-        let batch = self.take_with(&LOAD_USER, [user_id.into()]);
-        let rows = batch
-            .query()
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(Failure::Db)?;
-        Ok(user_from_rows(rows.iter())?)
+    ) -> Result<Option<UserRecord>, Failure<rusqlite::Error>> {
+        let mut statement = self.0.prepare_cached(&LOAD_USER).map_err(Failure::Db)?;
+        let mut rows = statement.query([user_id]).map_err(Failure::Db)?;
+        let mut user = None;
+        let mut identities = Vec::new();
+        while let Some(row) = rows.next().map_err(Failure::Db)? {
+            if user.is_none() {
+                user = Some(rusqlite_user_row(row).map_err(Failure::Db)?);
+            }
+            if let Some(identity) = rusqlite_identity_row(row).map_err(Failure::Db)? {
+                identities.push(identity.into_identity()?);
+            }
+        }
+        Ok(user.map(|u| u.into_user(identities)).transpose()?)
     }
 
-    async fn load_link_parties(
-        &mut self,
-        primary_id: &str,
-        target: &IdentityKey,
-    ) -> Result<core::LinkParties, Failure<sqlx::Error>> {
-        let params = [
-            primary_id.into(),
-            (&target.provider).into(),
-            (&target.user_id).into(),
-        ];
-        let batch = self.take_with(&LOAD_LINK_PAIR, params);
-        let rows = batch
-            .query()
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(Failure::Db)?;
-        let part = |n: i64| {
-            rows.iter()
-                .filter(move |row| sqlx::Row::try_get::<i64, _>(*row, "part").ok() == Some(n))
-        };
-        Ok((user_from_rows(part(0))?, user_from_rows(part(1))?))
-    }
-
-    async fn lock_user(&mut self, _user_id: &str) -> Result<bool, sqlx::Error> {
+    async fn lock_user(&mut self, _user_id: &str) -> rusqlite::Result<bool> {
         // Never called (no ROW_LOCKS): the writer holds the whole database.
         Ok(true)
     }
@@ -315,159 +244,31 @@ impl core::Tx for SqliteTx<'_> {
         &mut self,
         key: &IdentityKey,
         _lock: bool,
-    ) -> Result<Option<(String, i64)>, sqlx::Error> {
-        let batch = self.take_with(
-            "SELECT owner_user_id, position FROM identities WHERE provider = ? AND identity_user_id = ?",
-            [(&key.provider).into(), (&key.user_id).into()],
-        );
-        let row = batch.query().fetch_optional(&mut *self.conn).await?;
-        row.map(|row| Ok((sqlx::Row::try_get(&row, 0)?, sqlx::Row::try_get(&row, 1)?)))
-            .transpose()
+    ) -> rusqlite::Result<Option<(String, i64)>> {
+        self.0
+            .prepare_cached(
+                "SELECT owner_user_id, position FROM identities \
+                 WHERE provider = ? AND identity_user_id = ?",
+            )?
+            .query_row(params![key.provider, key.user_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
     }
 }
 
-/// A link or unlink queued for the writer's group commit.
-enum WriteJob {
-    Link {
-        primary_id: String,
-        target: IdentityKey,
-        connection_id: Option<String>,
-        audit: LogEvent,
-        reply: oneshot::Sender<Result<Vec<Identity>>>,
-    },
-    Unlink {
-        primary_id: String,
-        target: IdentityKey,
-        now: String,
-        audit: LogEvent,
-        reply: oneshot::Sender<Result<Vec<Identity>>>,
-    },
+/// Runs a shared flow on the writer thread's connection. The flow's futures never
+/// wait (see [`RusqliteTx`]), so polling it to completion right here never blocks on
+/// anything but SQLite itself.
+fn drive<T>(
+    conn: &mut rusqlite::Connection,
+    flow: impl AsyncFnOnce(&mut RusqliteTx<'_>) -> core::Outcome<T, RusqliteTx<'static>>,
+) -> std::result::Result<T, Failure<rusqlite::Error>> {
+    futures_executor::block_on(flow(&mut RusqliteTx(conn)))
 }
 
-/// Most link/unlink operations committed together.
-const GROUP_COMMIT_MAX: usize = 64;
-
-impl WriteJob {
-    /// Runs the shared flow inside the group's transaction, in its own savepoint.
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> core::Outcome<Vec<Identity>, SqliteTx<'static>> {
-        match self {
-            Self::Link {
-                primary_id,
-                target,
-                connection_id,
-                audit,
-                ..
-            } => core::link(tx, primary_id, target, connection_id.as_deref(), audit).await,
-            Self::Unlink {
-                primary_id,
-                target,
-                now,
-                audit,
-                ..
-            } => core::unlink(tx, primary_id, target, now, audit).await,
-        }
-    }
-
-    /// What a database failure means for this operation: unlink recreates a user,
-    /// whose id may be taken; link's writes only fail on a broken database.
-    fn db_error(&self, err: sqlx::Error) -> Error {
-        match self {
-            Self::Unlink { .. } => unique_as(DomainError::UserExists)(err),
-            Self::Link { .. } => Error::from(err),
-        }
-    }
-
-    /// Whether the caller has stopped waiting for the outcome.
-    fn abandoned(&self) -> bool {
-        let (Self::Link { reply, .. } | Self::Unlink { reply, .. }) = self;
-        reply.is_closed()
-    }
-
-    fn reply(self, outcome: Result<Vec<Identity>>) {
-        let (Self::Link { reply, .. } | Self::Unlink { reply, .. }) = self;
-        let _ = reply.send(outcome);
-    }
-}
-
-/// The writer's group commit: takes the link/unlink operations queued meanwhile (up to
-/// [`GROUP_COMMIT_MAX`]), runs them one after another in one transaction, each in its
-/// own savepoint, and answers every one only after the shared `COMMIT` — so durability
-/// is per operation as before, while `BEGIN`, `COMMIT` and the WAL write are paid once
-/// per group. Owning the transaction here also makes it cancel-safe: a caller that goes
-/// away does not abandon it; an operation whose caller has gone before it started is
-/// skipped.
-async fn group_commit_loop(writer: SqlitePool, mut jobs: mpsc::Receiver<WriteJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP_COMMIT_MAX {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&writer, group).await;
-    }
-}
-
-async fn commit_group(writer: &SqlitePool, group: Vec<WriteJob>) {
-    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(err) => {
-            let message = err.to_string();
-            for job in group {
-                job.reply(Err(Error::internal(message.clone())));
-            }
-            return;
-        }
-    };
-    let mut done = Vec::with_capacity(group.len());
-    for job in group {
-        // A request abandoned while it waited (deadline, client gone) changes nothing.
-        if job.abandoned() {
-            continue;
-        }
-        let mut op = SqliteTx::in_savepoint(&mut tx);
-        let outcome = job.run(&mut op).await;
-        let opened = op.sent;
-        let outcome = match outcome {
-            Ok(identities) => Ok(identities),
-            Err(failure) => {
-                let err = match failure {
-                    Failure::Rule(err) => err,
-                    Failure::Db(err) => job.db_error(err),
-                    Failure::Moved => Error::internal("an identity moved under the writer lock"),
-                };
-                // Undo whatever part of the operation ran; the group's others stay.
-                if opened {
-                    if let Err(undo) = sqlx::query("ROLLBACK TO op; RELEASE op")
-                        .execute(&mut *tx)
-                        .await
-                    {
-                        // The transaction is in an unknown state: give the whole group
-                        // up (dropping the transaction rolls it back).
-                        drop(tx);
-                        let message = undo.to_string();
-                        job.reply(Err(err));
-                        for (job, _) in done {
-                            WriteJob::reply(job, Err(Error::internal(message.clone())));
-                        }
-                        return;
-                    }
-                }
-                Err(err)
-            }
-        };
-        done.push((job, outcome));
-    }
-    let committed = tx.commit().await.map_err(|e| e.to_string());
-    for (job, outcome) in done {
-        let result = match (outcome, &committed) {
-            (Err(err), _) => Err(err),
-            (Ok(identities), Ok(())) => Ok(identities),
-            (Ok(_), Err(message)) => Err(Error::internal(message.clone())),
-        };
-        job.reply(result);
-    }
+fn internal(err: rusqlite::Error) -> Error {
+    Error::internal(err)
 }
 
 #[async_trait]
@@ -486,18 +287,6 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
         let rows: Vec<SigningKeyRow> =
             sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
@@ -506,54 +295,12 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(SigningKey::from).collect())
     }
 
-    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_key_pem, public_n, public_e, created_at, retired_at) \
-             VALUES (?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(&key.kid)
-        .bind(&key.private_key_pem)
-        .bind(&key.public_n)
-        .bind(&key.public_e)
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn connections(&self) -> Result<Vec<Connection>> {
         let rows: Vec<ConnectionRow> =
             sqlx::query_as("SELECT id, name, strategy FROM connections ORDER BY created_at, name")
                 .fetch_all(&self.reader)
                 .await?;
         Ok(rows.into_iter().map(Connection::from).collect())
-    }
-
-    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO connections (id, name, strategy, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&connection.id)
-        .bind(&connection.name)
-        .bind(&connection.strategy)
-        .bind(crate::clock::unix_now())
-        .execute(&mut *tx)
-        .await?;
-        let row: ConnectionRow =
-            sqlx::query_as("SELECT id, name, strategy FROM connections WHERE name = ?")
-                .bind(&connection.name)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(row.into())
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
@@ -566,59 +313,148 @@ impl Store for SqliteStore {
         Ok(row.map(ClientRecord::from))
     }
 
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
+        let key = key.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+                    [key.created_at],
+                )
+                .map_err(internal)?;
+                conn.execute(
+                    "INSERT INTO signing_keys (kid, private_key_pem, public_n, public_e, created_at, retired_at) \
+                     VALUES (?, ?, ?, ?, ?, NULL)",
+                    params![key.kid, key.private_key_pem, key.public_n, key.public_e, key.created_at],
+                )
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection> {
+        let connection = connection.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO connections (id, name, strategy, created_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (name) DO NOTHING",
+                    params![
+                        connection.id,
+                        connection.name,
+                        connection.strategy,
+                        crate::clock::unix_now()
+                    ],
+                )
+                .map_err(internal)?;
+                conn.query_row(
+                    "SELECT id, name, strategy FROM connections WHERE name = ?",
+                    [&connection.name],
+                    |row| {
+                        Ok(Connection {
+                            id: row.get(0)?,
+                            name: row.get(1)?,
+                            strategy: row.get(2)?,
+                        })
+                    },
+                )
+                .map_err(internal)
+            })
+            .await
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, \
-             secret_hash = excluded.secret_hash, grant_types = excluded.grant_types, scopes = excluded.scopes",
-        )
-        .bind(&client.client_id)
-        .bind(&client.name)
-        .bind(&client.secret_hash)
-        .bind(client.grant_types.join(" "))
-        .bind(client.scopes.join(" "))
-        .bind(crate::clock::unix_now())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let client = client.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, \
+                     secret_hash = excluded.secret_hash, grant_types = excluded.grant_types, scopes = excluded.scopes",
+                    params![
+                        client.client_id,
+                        client.name,
+                        client.secret_hash,
+                        client.grant_types.join(" "),
+                        client.scopes.join(" "),
+                        crate::clock::unix_now()
+                    ],
+                )
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
         let identity = user
             .identities
             .first()
-            .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
-        let mut tx = self.begin_write().await?;
-        insert_user(&mut tx, user).await?;
-        sqlx::query(
-            "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
-             connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
-             VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)",
-        )
-        .bind(&identity.provider)
-        .bind(identity.user_id.as_string())
-        .bind(matches!(identity.user_id, idlink_types::UserId::Integer(_)))
-        .bind(&user.user_id)
-        .bind(&identity.connection_id)
-        .bind(&identity.connection)
-        .bind(identity.is_social)
-        .bind(credential.map(|c| &c.password_hash))
-        .bind(credential.and_then(|c| c.login_email.as_ref()))
-        .bind(credential.and_then(|c| c.login_username.as_ref()))
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_as(DomainError::UserExists))?;
-        tx.commit().await?;
-        Ok(())
+            .ok_or_else(|| Error::internal("a new user needs its main identity"))?
+            .clone();
+        let user_params = core::user_params(user);
+        let owner = user.user_id.clone();
+        let credential = credential.cloned();
+        self.writer
+            .run(move |conn| {
+                let taken = || DomainError::UserExists;
+                conn.prepare_cached(core::INSERT_USER.as_str())
+                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(user_params)))
+                    .map_err(unique_as(taken()))?;
+                conn.prepare_cached(
+                    "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
+                     connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
+                     VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        identity.provider,
+                        identity.user_id.as_string(),
+                        matches!(identity.user_id, idlink_types::UserId::Integer(_)),
+                        owner,
+                        identity.connection_id,
+                        identity.connection,
+                        identity.is_social,
+                        credential.as_ref().map(|c| &c.password_hash),
+                        credential.as_ref().and_then(|c| c.login_email.as_ref()),
+                        credential.as_ref().and_then(|c| c.login_username.as_ref()),
+                    ])
+                })
+                .map_err(unique_as(taken()))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         let mut conn = self.reader.acquire().await?;
-        load_user(&mut conn, user_id).await
+        let rows = sqlx::query(&LOAD_USER)
+            .bind(user_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        user_from_rows(rows.iter())
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
-        let mut conn = self.reader.acquire().await?;
+        // One read transaction: the count, the page and its identities from one snapshot,
+        // even while the writer commits.
+        let mut conn = self.reader.begin().await?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users u");
         push_user_search(&mut count, query);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
@@ -632,6 +468,7 @@ impl Store for SqliteStore {
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
         let users: Vec<UserRow> = select.build_query_as().fetch_all(&mut *conn).await?;
         if users.is_empty() {
+            conn.commit().await?;
             return Ok((Vec::new(), total.unsigned_abs()));
         }
         let mut ids = QueryBuilder::<Sqlite>::new(format!(
@@ -643,29 +480,34 @@ impl Store for SqliteStore {
         }
         ids.push(") ORDER BY owner_user_id, position");
         let identities: Vec<IdentityRow> = ids.build_query_as().fetch_all(&mut *conn).await?;
+        conn.commit().await?;
         Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
     }
 
     async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
-        let mut tx = self.begin_write().await?;
-        let user = core::update_user(&mut SqliteTx::new(&mut tx), user_id, patch, now)
-            .await
-            .map_err(|failure| match failure {
-                Failure::Rule(err) => err,
+        let (user_id, patch, now) = (user_id.to_owned(), patch.clone(), now.to_owned());
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| {
+                    core::update_user(tx, &user_id, &patch, &now).await
+                })
                 // The credential's login email may be taken.
-                Failure::Db(err) => unique_as(DomainError::UserExists)(err),
-                Failure::Moved => Error::internal("a row moved under the writer lock"),
-            })?;
-        tx.commit().await?;
-        Ok(user)
+                .map_err(|failure| settle(failure, DomainError::UserExists))
+            })
+            .await
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let user_id = user_id.to_owned();
+        self.writer
+            .run(move |conn| {
+                let deleted = conn
+                    .prepare_cached(core::DELETE_USER)
+                    .and_then(|mut s| s.execute([&user_id]))
+                    .map_err(internal)?;
+                Ok(deleted > 0)
+            })
+            .await
     }
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
@@ -689,14 +531,17 @@ impl Store for SqliteStore {
     }
 
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE users SET last_login = ?, logins_count = logins_count + 1 WHERE user_id = ?",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let (user_id, now) = (user_id.to_owned(), now.to_owned());
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE users SET last_login = ?, logins_count = logins_count + 1 WHERE user_id = ?",
+                )
+                .and_then(|mut s| s.execute(params![now, user_id]))
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn link(
@@ -706,14 +551,17 @@ impl Store for SqliteStore {
         connection_id: Option<&str>,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
-        self.group_commit(|reply| WriteJob::Link {
-            primary_id: primary_id.to_owned(),
-            target: target.clone(),
-            connection_id: connection_id.map(str::to_owned),
-            audit: audit.clone(),
-            reply,
-        })
-        .await
+        let (primary_id, target) = (primary_id.to_owned(), target.clone());
+        let (connection_id, audit) = (connection_id.map(str::to_owned), audit.clone());
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| {
+                    core::link(tx, &primary_id, &target, connection_id.as_deref(), &audit).await
+                })
+                // Link's writes only fail on a broken database.
+                .map_err(|failure| settle(failure, Error::internal("unique violation in a link")))
+            })
+            .await
     }
 
     async fn unlink(
@@ -723,25 +571,27 @@ impl Store for SqliteStore {
         now: &str,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
-        self.group_commit(|reply| WriteJob::Unlink {
-            primary_id: primary_id.to_owned(),
-            target: target.clone(),
-            now: now.to_owned(),
-            audit: audit.clone(),
-            reply,
-        })
-        .await
+        let (primary_id, target) = (primary_id.to_owned(), target.clone());
+        let (now, audit) = (now.to_owned(), audit.clone());
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| {
+                    core::unlink(tx, &primary_id, &target, &now, &audit).await
+                })
+                // Unlink recreates a user, whose id may be taken.
+                .map_err(|failure| settle(failure, DomainError::UserExists))
+            })
+            .await
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let mut op = SqliteTx::new(&mut tx);
-        core::insert_log(&mut op, event)
+        let event = event.clone();
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| core::insert_log(tx, &event).await)
+                    .map_err(|failure| settle(failure, Error::internal("duplicate log id")))
+            })
             .await
-            .map_err(|_| Error::internal("writing the log failed"))?;
-        op.flush().await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {
@@ -771,8 +621,12 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("sync.db").display());
         let store = SqliteStore::open(&url, options).await.unwrap();
         // The writer is the connection whose commits must reach the disk.
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.writer)
+        store
+            .writer
+            .run(|conn| {
+                conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
+                    .map_err(Error::internal)
+            })
             .await
             .unwrap()
     }
