@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, merged here into one router.
 
+mod content_type;
 pub mod extract;
 mod identities;
 pub mod limits;
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limits::middleware,
         ))
+        .layer(middleware::from_fn(content_type::middleware))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
