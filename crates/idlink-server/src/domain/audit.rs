@@ -180,6 +180,18 @@ impl LogEvent {
         )
     }
 
+    /// Marks the event of an unlink that changed nothing because the identity is not on
+    /// the user (Auth0 answers 200 with the identities unchanged): its description and
+    /// `details.response.no_op` say so, so the trail never shows it as an unlink done.
+    pub fn into_no_op(mut self) -> Self {
+        self.description = format!(
+            "{}: nothing to do, the identity is not on the user",
+            self.description
+        );
+        self.details["response"]["no_op"] = json!(true);
+        self
+    }
+
     /// The wire shape of `GET /api/v2/logs`.
     pub fn to_wire(&self) -> Value {
         let mut event = json!({

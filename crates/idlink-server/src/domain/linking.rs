@@ -68,7 +68,7 @@ pub fn plan_link(
         secondary_user_id: secondary.user_id.clone(),
         moved,
         first_position: primary.identities.len(),
-        identities,
+        identities: answered_identities(&primary.profile, identities),
     })
 }
 
@@ -91,6 +91,8 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         .identities
         .iter()
         .position(|identity| identity.is(target))
+        // Not on the user: a no-op for the caller (see `unlink_no_op_answer`); the
+        // error makes the store write nothing.
         .ok_or(Error::IdentityNotFound)?;
     if index == 0 {
         return Err(Error::MainIdentityRemoval);
@@ -105,11 +107,13 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
     let new_user = UserRecord {
         user_id: removed.key().to_user_id(),
         profile,
-        user_metadata: Map::new(),
+        user_metadata: None,
         app_metadata: Map::new(),
         blocked: false,
+        blocked_ever_set: false,
         last_login: None,
         logins_count: 0,
+        last_password_reset: None,
         created_at: now.to_owned(),
         updated_at: now.to_owned(),
         identities: vec![Identity {
@@ -121,8 +125,30 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         removed,
         position: index,
         new_user,
-        remaining,
+        remaining: answered_identities(&primary.profile, remaining),
     })
+}
+
+/// The answer to an unlink of an identity that is not on the user: nothing changes and
+/// the user's identities come back as for a real unlink (Auth0 answers 200, recorded:
+/// ruby-auth0's unlink with a `provider|`-prefixed path id).
+pub fn unlink_no_op_answer(primary: &UserRecord) -> Vec<Identity> {
+    answered_identities(&primary.profile, primary.identities.clone())
+}
+
+/// `identities` as link and unlink answer them: every one with its `profileData`, the
+/// main identity's being the user's own supplied root attributes with their current
+/// values (recorded: every link and unlink answer). `GET user` differs: there the main
+/// identity has none (see [`Identity::to_wire`]).
+fn answered_identities(main_profile: &Profile, mut identities: Vec<Identity>) -> Vec<Identity> {
+    for (position, identity) in identities.iter_mut().enumerate() {
+        if position == 0 {
+            identity.profile_data = Some(main_profile.to_profile_data());
+        } else {
+            identity.profile_data.get_or_insert_with(Map::new);
+        }
+    }
+    identities
 }
 
 #[cfg(test)]
@@ -150,11 +176,13 @@ mod tests {
                 email_verified: true,
                 ..Profile::default()
             },
-            user_metadata: json!({"k": 1}).as_object().unwrap().clone(),
+            user_metadata: json!({"k": 1}).as_object().cloned(),
             app_metadata: Map::new(),
             blocked: false,
+            blocked_ever_set: false,
             last_login: None,
             logins_count: 0,
+            last_password_reset: None,
             created_at: "t0".into(),
             updated_at: "t0".into(),
             identities: vec![identity(provider, UserId::from(id))],
@@ -196,6 +224,11 @@ mod tests {
         assert_eq!(
             plan.identities[2], github,
             "already-linked identities keep their profileData"
+        );
+        assert_eq!(
+            plan.identities[0].profile_data,
+            Some(primary.profile.to_profile_data()),
+            "the primary's identity carries the primary's own profile"
         );
     }
 
@@ -241,9 +274,20 @@ mod tests {
 
         let plan = plan_unlink(&primary, &IdentityKey::new("github", "7"), "t1").unwrap();
         assert_eq!(plan.remaining.len(), 1);
+        assert_eq!(
+            plan.remaining[0].profile_data.as_ref().unwrap()["email"],
+            "p@example.com"
+        );
+        assert_eq!(
+            unlink_no_op_answer(&primary)[1]
+                .profile_data
+                .as_ref()
+                .unwrap()["email"],
+            "gh@example.com"
+        );
         assert_eq!(plan.new_user.user_id, "github|7");
         assert_eq!(plan.new_user.profile, secondary.profile);
-        assert!(plan.new_user.user_metadata.is_empty());
+        assert_eq!(plan.new_user.user_metadata, None);
         assert_eq!(plan.new_user.identities[0].profile_data, None);
 
         assert!(matches!(

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod ids;
+pub mod invented;
 pub mod linking;
 pub mod model;
 pub mod users;

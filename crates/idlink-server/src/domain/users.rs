@@ -3,8 +3,8 @@
 use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
-use super::ids;
 use super::model::{Connection, Identity, Profile, UserRecord};
+use super::{ids, invented};
 use crate::error::{Error, Result};
 
 /// The largest page `GET /api/v2/users` serves.
@@ -263,19 +263,25 @@ impl UserPatch {
     pub fn apply(&self, user: &mut UserRecord, now: &str) {
         let p = &mut user.profile;
         let fields = [
-            (&self.email, &mut p.email),
-            (&self.username, &mut p.username),
-            (&self.phone_number, &mut p.phone_number),
-            (&self.name, &mut p.name),
-            (&self.given_name, &mut p.given_name),
-            (&self.family_name, &mut p.family_name),
-            (&self.nickname, &mut p.nickname),
-            (&self.picture, &mut p.picture),
+            ("email", &self.email, &mut p.email),
+            ("username", &self.username, &mut p.username),
+            ("phone_number", &self.phone_number, &mut p.phone_number),
+            ("name", &self.name, &mut p.name),
+            ("given_name", &self.given_name, &mut p.given_name),
+            ("family_name", &self.family_name, &mut p.family_name),
+            ("nickname", &self.nickname, &mut p.nickname),
+            ("picture", &self.picture, &mut p.picture),
         ];
-        for (change, slot) in fields {
+        let mut supplied = Vec::new();
+        for (name, change, slot) in fields {
             if let Some(value) = change {
                 slot.clone_from(value);
+                supplied.push(name);
             }
+        }
+        // An attribute the client sets is its own from now on, even one idlink invented.
+        for name in supplied {
+            p.invented.remove(name);
         }
         if let Some(v) = self.email_verified {
             p.email_verified = v;
@@ -285,19 +291,27 @@ impl UserPatch {
         }
         if let Some(v) = self.blocked {
             user.blocked = v;
+            user.blocked_ever_set = true;
         }
         if let Some(changes) = &self.user_metadata {
-            merge_metadata(&mut user.user_metadata, changes);
+            merge_metadata(user.user_metadata.get_or_insert_with(Map::new), changes);
         }
         if let Some(changes) = &self.app_metadata {
             merge_metadata(&mut user.app_metadata, changes);
+        }
+        if self.password_hash.is_some() {
+            user.last_password_reset = Some(now.to_owned());
         }
         user.updated_at = now.to_owned();
     }
 }
 
-/// Top-level merge: each key replaces the stored one whole; `null` removes it.
+/// Top-level merge: each key replaces the stored one whole; `null` removes it; an empty
+/// object empties the metadata (recorded: terraform-provider-auth0's `TestAccUser`).
 pub fn merge_metadata(stored: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    if changes.is_empty() {
+        stored.clear();
+    }
     for (key, value) in changes {
         if value.is_null() {
             stored.remove(key);
@@ -426,7 +440,7 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
         is_social: connection.is_social(),
         profile_data: None,
     };
-    let user = UserRecord {
+    let mut user = UserRecord {
         user_id: identity.key().to_user_id(),
         profile: Profile {
             email: req.email,
@@ -440,16 +454,22 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
             nickname: req.nickname,
             picture: req.picture,
             extra: Map::new(),
+            invented: Default::default(),
         },
-        user_metadata: req.user_metadata.unwrap_or_default(),
+        user_metadata: req.user_metadata,
         app_metadata: req.app_metadata.unwrap_or_default(),
         blocked: req.blocked.unwrap_or(false),
+        blocked_ever_set: req.blocked.is_some(),
         last_login: None,
         logins_count: 0,
+        last_password_reset: None,
         created_at: now.to_owned(),
         updated_at: now.to_owned(),
         identities: vec![identity],
     };
+    if connection.is_database() {
+        invented::fill_database_defaults(&mut user.profile);
+    }
     Ok(NewUser { user, password })
 }
 

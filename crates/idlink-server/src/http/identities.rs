@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::extract::{ApiPath, RawBody, parse_payload};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
+use crate::domain::linking;
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
@@ -264,7 +265,7 @@ pub(super) async fn unlink(
     principal: Principal,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<UserIdentity>>> {
-    let target = IdentityKey::new(&provider, &user_id);
+    let target = IdentityKey::literal(&provider, &user_id);
     let attempted = || Attempted {
         request: json!({"provider": provider, "user_id": user_id}),
         secondary_user_id: Some(target.to_user_id()),
@@ -283,7 +284,10 @@ pub(super) async fn unlink(
                 None,
                 &now,
             );
-            state.store.unlink(&id, &target, &now, &event).await
+            match state.store.unlink(&id, &target, &now, &event).await {
+                Err(Error::IdentityNotFound) => unlink_no_op(&state, &id, event).await,
+                other => other,
+            }
         }
         Err(err) => Err(err),
     };
@@ -302,6 +306,16 @@ pub(super) async fn unlink(
             Err(err)
         }
     }
+}
+
+/// An unlink of an identity that is not on the user: Auth0 answers 200 with the
+/// identities as they are and changes nothing; the trail records it as a no-op.
+async fn unlink_no_op(state: &AppState, id: &str, event: LogEvent) -> Result<Vec<Identity>> {
+    let primary = state.store.user(id).await?.ok_or(Error::UserNotFound)?;
+    if let Err(write_err) = state.store.record_log(&event.into_no_op()).await {
+        tracing::warn!(error = %write_err, "could not record a no-op unlink in the audit trail");
+    }
+    Ok(linking::unlink_no_op_answer(&primary))
 }
 
 #[cfg(test)]

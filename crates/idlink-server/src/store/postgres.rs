@@ -346,7 +346,7 @@ async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), A
     let cols = UserColumns::of(user);
     let sql = format!(
         "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
     );
     bind_user(sqlx::query(&sql), user, &cols)
         .execute(&mut *conn)
@@ -361,7 +361,8 @@ async fn write_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), At
         "UPDATE users SET email = $1, email_lower = $2, email_verified = $3, username = $4, \
          phone_number = $5, phone_verified = $6, name = $7, given_name = $8, family_name = $9, \
          nickname = $10, picture = $11, profile_extra = $12, user_metadata = $13, \
-         app_metadata = $14, blocked = $15, updated_at = $16 WHERE user_id = $17",
+         app_metadata = $14, blocked = $15, updated_at = $16, invented_attributes = $17, \
+         blocked_ever_set = $18, last_password_reset = $19 WHERE user_id = $20",
     )
     .bind(&p.email)
     .bind(&cols.email_lower)
@@ -379,6 +380,9 @@ async fn write_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), At
     .bind(&cols.app_metadata)
     .bind(user.blocked)
     .bind(&user.updated_at)
+    .bind(&cols.invented_attributes)
+    .bind(user.blocked_ever_set)
+    .bind(&user.last_password_reset)
     .bind(&user.user_id)
     .execute(&mut *conn)
     .await?;

@@ -164,7 +164,7 @@ static LOAD_LINK_PAIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 
 static INSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 });
 
@@ -184,7 +184,8 @@ async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()
         "UPDATE users SET email = ?, email_lower = ?, email_verified = ?, username = ?, \
          phone_number = ?, phone_verified = ?, name = ?, given_name = ?, family_name = ?, \
          nickname = ?, picture = ?, profile_extra = ?, user_metadata = ?, app_metadata = ?, \
-         blocked = ?, updated_at = ? WHERE user_id = ?",
+         blocked = ?, updated_at = ?, invented_attributes = ?, blocked_ever_set = ?, \
+         last_password_reset = ? WHERE user_id = ?",
     )
     .bind(&p.email)
     .bind(&cols.email_lower)
@@ -202,6 +203,9 @@ async fn write_user(conn: &mut SqliteConnection, user: &UserRecord) -> Result<()
     .bind(&cols.app_metadata)
     .bind(user.blocked)
     .bind(&user.updated_at)
+    .bind(&cols.invented_attributes)
+    .bind(user.blocked_ever_set)
+    .bind(&user.last_password_reset)
     .bind(&user.user_id)
     .execute(&mut *conn)
     .await?;
