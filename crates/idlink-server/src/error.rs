@@ -38,6 +38,8 @@ pub enum Error {
     SecondaryNotFound,
     #[error("The user does not exist.")]
     UserNotFound,
+    #[error("The connection does not exist.")]
+    ConnectionNotFound,
     #[error("The identity does not exist on this user.")]
     IdentityNotFound,
     #[error("Specified identity already exists.")]
@@ -93,6 +95,7 @@ impl Error {
             InvalidLinkWith(_) => (StatusCode::BAD_REQUEST, Some("invalid_link_with")),
             SecondaryNotFound => (StatusCode::BAD_REQUEST, Some("inexistent_user")),
             UserNotFound => (StatusCode::NOT_FOUND, Some("inexistent_user")),
+            ConnectionNotFound => (StatusCode::NOT_FOUND, Some("inexistent_connection")),
             IdentityNotFound => (StatusCode::NOT_FOUND, Some("inexistent_identity")),
             IdentityConflict => (StatusCode::CONFLICT, Some("identity_conflict")),
             UserExists => (StatusCode::CONFLICT, Some("auth0_idp_error")),

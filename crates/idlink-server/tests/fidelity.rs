@@ -368,3 +368,81 @@ async fn patch_clears_metadata_as_recorded_and_stamps_password_resets() {
         "fields ignored on PATCH"
     );
 }
+
+/// Point 8: connections can be read, as go-auth0 does before linking: the envelope
+/// `{total, start, limit, connections}`, Auth0's connection keys, filters, `fields`,
+/// 404 `inexistent_connection`, scope `read:connections`.
+#[tokio::test]
+async fn connections_are_listed_and_read_in_auth0_shape() {
+    let api = Api::start().await;
+    let reply = api
+        .get(&format!(
+            "/api/v2/connections?include_totals=true&name={DB}&per_page=50"
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["content-type"], JSON_UTF8);
+    assert_eq!(
+        keys(&reply.body),
+        set(&["total", "start", "limit", "connections"])
+    );
+    assert_eq!(reply.body["total"], 1);
+    assert_eq!(reply.body["limit"], 50);
+    let connection = &reply.body["connections"][0];
+    assert_eq!(
+        keys(connection),
+        set(&[
+            "id",
+            "options",
+            "strategy",
+            "name",
+            "is_domain_connection",
+            "realms",
+            "enabled_clients"
+        ])
+    );
+    assert_eq!(connection["name"], DB);
+    assert_eq!(connection["strategy"], "auth0");
+    assert_eq!(connection["realms"], json!([DB]));
+    assert!(
+        connection["enabled_clients"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(api.server.admin_client_id))
+    );
+    let id = connection["id"].as_str().unwrap();
+
+    let one = api.get(&format!("/api/v2/connections/{id}")).await;
+    assert_eq!(&one.body, connection);
+    let narrowed = api
+        .get(&format!("/api/v2/connections/{id}?fields=id,name"))
+        .await;
+    assert_eq!(narrowed.body, json!({"id": id, "name": DB}));
+    let social = api.get("/api/v2/connections?strategy=github").await;
+    assert_eq!(social.body.as_array().unwrap().len(), 1);
+    assert_eq!(social.body[0]["options"], json!({}));
+    let all = api.get("/api/v2/connections?per_page=1&page=1").await;
+    assert_eq!(all.body.as_array().unwrap().len(), 1);
+    assert_ne!(all.body[0]["id"], json!(id));
+
+    api.get("/api/v2/connections/con_0000000000000000")
+        .await
+        .assert_error(404, "inexistent_connection");
+
+    // The connection id it gives links, as go-auth0 sends it.
+    let primary = api.db_user("con-p@example.com").await;
+    let secondary = api.db_user("con-s@example.com").await;
+    let linked = api
+        .link(
+            &primary,
+            json!({"connection_id": id, "user_id": secondary, "provider": "auth0"}),
+        )
+        .await;
+    assert_eq!(linked.status, 201, "{}", linked.body);
+
+    let tokens = api.sign_in("con-p@example.com").await;
+    let user_token = tokens["access_token"].as_str().unwrap();
+    api.send_as(Some(user_token), Method::GET, "/api/v2/connections", None)
+        .await
+        .assert_error(403, "insufficient_scope");
+}

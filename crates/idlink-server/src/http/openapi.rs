@@ -42,6 +42,8 @@ use crate::state::AppState;
         super::users::by_email,
         super::identities::link,
         super::identities::unlink,
+        super::connections::list,
+        super::connections::read,
         super::logs::list,
         super::logs::user_logs,
         super::oauth::token,
@@ -68,11 +70,13 @@ use crate::state::AppState;
         LogEvent,
         LogsPage,
         Health,
+        super::connections::ConnectionBody,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Users"),
         (name = "identities", description = "Linking and unlinking identities"),
+        (name = "connections", description = "The tenant's connections (read-only)"),
         (name = "logs", description = "The audit trail"),
         (name = "oauth", description = "Tokens"),
         (name = "meta", description = "Keys, discovery, health and this document"),
@@ -156,7 +160,7 @@ impl IntoResponses for ApiErrors {
             .response("400", error("Invalid request (`invalid_body`, `invalid_uri`, `invalid_query_string`, …)"))
             .response("401", error("Missing or invalid token (`invalid_token`)"))
             .response("403", error("Insufficient scope (`insufficient_scope`) or not the caller's own user (`unowned_resource`)"))
-            .response("404", error("Not found (`inexistent_user`, `inexistent_identity`, or no such route)"))
+            .response("404", error("Not found (`inexistent_user`, `inexistent_connection`, or no such route)"))
             .response("413", error("Body larger than 1 MB"))
             .response("414", error("Request target longer than 8 KiB"))
             .response("415", error("Body neither JSON nor form-encoded"))

@@ -95,6 +95,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// One client.
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;
+    /// Every client's id, in the order they were added.
+    async fn client_ids(&self) -> Result<Vec<String>>;
     /// Creates or replaces a client.
     async fn put_client(&self, client: &ClientRecord) -> Result<()>;
 

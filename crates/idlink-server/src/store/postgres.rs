@@ -701,6 +701,14 @@ impl Store for PgStore {
         Ok(row.map(ClientRecord::from))
     }
 
+    async fn client_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT client_id FROM clients ORDER BY created_at, client_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
         let grant_types = client.grant_types.join(" ");
         let scopes = client.scopes.join(" ");

@@ -599,6 +599,14 @@ impl Store for SqliteStore {
         Ok(row.map(ClientRecord::from))
     }
 
+    async fn client_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT client_id FROM clients ORDER BY created_at, client_id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
