@@ -5,4 +5,5 @@ pub mod ids;
 pub mod invented;
 pub mod linking;
 pub mod model;
+pub mod search;
 pub mod users;

@@ -4,7 +4,7 @@ use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
 use super::model::{Connection, Identity, Profile, UserRecord};
-use super::{ids, invented};
+use super::{ids, invented, search};
 use crate::error::{Error, Result};
 
 /// The largest page `GET /api/v2/users` serves.
@@ -64,34 +64,11 @@ fn check_user_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A field `q` can search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchField {
-    /// Case-insensitive.
-    Email,
-    UserId,
-    Name,
-    Username,
-    Nickname,
-    GivenName,
-    FamilyName,
-    /// `identities.connection`: users with an identity in that connection.
-    IdentityConnection,
-    /// `identities.provider`: users with an identity of that provider.
-    IdentityProvider,
-}
-
-/// One `field:value` term of `q`; terms are ANDed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchTerm {
-    pub field: SearchField,
-    pub value: String,
-}
-
 /// A validated `GET /api/v2/users` query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
-    pub terms: Vec<SearchTerm>,
+    pub filter: search::Query,
+    pub sort: Option<search::Sort>,
     pub page: u64,
     pub per_page: u64,
 }
@@ -100,10 +77,11 @@ impl UserQuery {
     /// All users with this email (`GET /api/v2/users-by-email`).
     pub fn by_email(email: &str) -> Self {
         Self {
-            terms: vec![SearchTerm {
-                field: SearchField::Email,
-                value: email.to_owned(),
-            }],
+            filter: search::Query::Term {
+                field: search::Field::Root(search::RootField::Email),
+                matcher: search::Matcher::Equals(search::Value::Text(email.to_owned())),
+            },
+            sort: None,
             page: 0,
             per_page: MAX_PER_PAGE * 10,
         }
@@ -115,35 +93,8 @@ impl UserQuery {
     }
 }
 
-/// Parses the subset of Auth0's Lucene-style `q` that idlink understands:
-/// `field:"value"` or `field:value` terms joined by `AND`.
-pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
-    parse_terms(q)?
-        .into_iter()
-        .map(|(field, value)| {
-            let field = match field.as_str() {
-                "email" => SearchField::Email,
-                "user_id" => SearchField::UserId,
-                "name" => SearchField::Name,
-                "username" => SearchField::Username,
-                "nickname" => SearchField::Nickname,
-                "given_name" => SearchField::GivenName,
-                "family_name" => SearchField::FamilyName,
-                "identities.connection" => SearchField::IdentityConnection,
-                "identities.provider" => SearchField::IdentityProvider,
-                other => {
-                    return Err(Error::InvalidQuery(format!(
-                        "Query validation error: unsupported search field '{other}'"
-                    )));
-                }
-            };
-            Ok(SearchTerm { field, value })
-        })
-        .collect()
-}
-
 /// Splits a Lucene-style query into its `field:"value"` / `field:value` terms, which
-/// must be joined by `AND`.
+/// must be joined by `AND` (the log search's syntax; user search is [`search`]).
 pub fn parse_terms(q: &str) -> Result<Vec<(String, String)>> {
     let invalid = |why: &str| Error::InvalidQuery(format!("Query validation error: {why}"));
     let mut terms = Vec::new();
@@ -557,19 +508,6 @@ fn metadata(value: &Value, key: &str) -> Result<Map<String, Value>> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn search_syntax() {
-        let terms = parse_search(r#"email:"A@Example.com" AND name:Ada"#).unwrap();
-        assert_eq!(terms.len(), 2);
-        assert_eq!(terms[0].field, SearchField::Email);
-        assert_eq!(terms[0].value, "A@Example.com");
-        assert_eq!(terms[1].value, "Ada");
-        assert!(parse_search("password:x").is_err());
-        assert!(parse_search("email:\"open").is_err());
-        assert!(parse_search("email:a OR email:b").is_err());
-        assert!(parse_search("").unwrap().is_empty());
-    }
 
     #[test]
     fn metadata_merge_is_top_level() {

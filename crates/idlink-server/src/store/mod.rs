@@ -5,6 +5,7 @@
 mod filters;
 pub mod postgres;
 mod rows;
+mod search_sql;
 pub mod sqlite;
 
 use std::sync::Arc;

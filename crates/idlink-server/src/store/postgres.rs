@@ -27,11 +27,12 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
-use super::filters::{push_log_filter, push_log_page, push_user_search};
+use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
+use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
@@ -758,13 +759,14 @@ impl Store for PgStore {
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
-        push_user_search(&mut count, query);
+        push_user_search(&mut count, query, Dialect::Postgres);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
 
         let mut select = QueryBuilder::<Postgres>::new("SELECT u.* FROM users u");
-        push_user_search(&mut select, query);
+        push_user_search(&mut select, query, Dialect::Postgres);
+        push_user_order(&mut select, query);
         select
-            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push(" LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));

@@ -16,11 +16,12 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
-use super::filters::{push_log_filter, push_log_page, push_user_search};
+use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
+use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::linking;
@@ -661,13 +662,14 @@ impl Store for SqliteStore {
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
         let mut conn = self.reader.acquire().await?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users u");
-        push_user_search(&mut count, query);
+        push_user_search(&mut count, query, Dialect::Sqlite);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
 
         let mut select = QueryBuilder::<Sqlite>::new("SELECT u.* FROM users u");
-        push_user_search(&mut select, query);
+        push_user_search(&mut select, query, Dialect::Sqlite);
+        push_user_order(&mut select, query);
         select
-            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push(" LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
