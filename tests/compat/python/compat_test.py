@@ -412,6 +412,27 @@ def _():
     eq(admin.users.list_users_by_email(email=primary.email), [], "by email after delete")
 
 
+
+@step("connections.list(name=…) gives the connection_id go-auth0 links with; connections.get reads it")
+def _():
+    # go-auth0 looks the connection up by name before linking (recorded in its
+    # TestUserManager_Link); the same through this SDK, then a link by connection_id.
+    admin = state["admin"]
+    found = list(admin.connections.list(name=REALM, fields="id,name,strategy"))
+    eq([(c.name, c.strategy) for c in found], [(REALM, "auth0")], "lookup by name")
+    connection_id = found[0].id
+    assert re.fullmatch(r"con_[A-Za-z0-9]{16}", connection_id), connection_id
+    eq(admin.connections.get(connection_id).name, REALM, "connections.get")
+    a = admin.users.create(connection=REALM, email=f"{TAG}-con-a@example.com", password=PASSWORD)
+    b = admin.users.create(connection=REALM, email=f"{TAG}-con-b@example.com", password=PASSWORD)
+    linked = admin.users.identities.link(
+        a.user_id, provider="auth0", user_id=b.user_id, connection_id=connection_id
+    )
+    eq([i.provider for i in linked], ["auth0", "auth0"], "linked by connection_id")
+    eq(linked[0].profile_data.email, a.email, "the primary's profileData")
+    admin.users.delete(a.user_id)
+
+
 passed = sum(1 for _, ok in results if ok)
 failed = len(results) - passed
 print(f"python ({MODE}): {passed} passed, {failed} failed")

@@ -160,7 +160,7 @@ async fn record_failure(
         (idlink_types::LinkUserIdentityRequestContent = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 201, description = "The primary's identities, primary first", body = [UserIdentity]),
+        (status = 201, description = "The primary's identities, primary first, each with profileData", body = [UserIdentity]),
         (status = 409, description = "The identity is already linked to the primary (`identity_conflict`)", body = idlink_types::ErrorBody),
         super::openapi::ApiErrors,
     ),
@@ -252,10 +252,10 @@ async fn link_checked(
     params(
         ("id" = String, Path, description = "The primary user's user_id"),
         ("provider" = String, Path, description = "The identity's provider"),
-        ("user_id" = String, Path, description = "The identity's provider-side id (after `provider|`)"),
+        ("user_id" = String, Path, description = "The identity's provider-side id (after `provider|`), compared literally"),
     ),
     responses(
-        (status = 200, description = "The primary's remaining identities", body = [UserIdentity]),
+        (status = 200, description = "The primary's remaining identities, each with profileData (unchanged when the identity is not on the user)", body = [UserIdentity]),
         super::openapi::ApiErrors,
     ),
     security(("bearer" = ["update:users"]), ("bearer" = ["update:current_user_identities"]))

@@ -52,22 +52,30 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// A JSON path as this database spells it, to bind.
+    fn path(self, path: &[String]) -> Param {
+        Param::Text(match self {
+            Dialect::Sqlite => sqlite_path(path),
+            Dialect::Postgres => postgres_path(path),
+        })
+    }
+
     /// The metadata value at `path` as text (`true`, `42`, `pro`), NULL when absent.
     fn json_text(self, column: &str, path: &[String], out: &mut Fragment) {
         match self {
             Dialect::Sqlite => {
                 // json_extract gives booleans as 1/0: spell them as JSON does.
                 out.push(&format!("(CASE json_type({column}, "))
-                    .bind(Param::Text(sqlite_path(path)))
-                    .push(") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(")
-                    .push(column)
-                    .push(", ")
-                    .bind(Param::Text(sqlite_path(path)))
+                    .bind(self.path(path))
+                    .push(&format!(
+                        ") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract({column}, "
+                    ))
+                    .bind(self.path(path))
                     .push(") AS TEXT) END)");
             }
             Dialect::Postgres => {
                 out.push(&format!("({column}::jsonb #>> CAST("))
-                    .bind(Param::Text(postgres_path(path)))
+                    .bind(self.path(path))
                     .push(" AS text[]))");
             }
         }
@@ -75,18 +83,14 @@ impl Dialect {
 
     /// Whether the metadata has a value at `path`.
     fn json_exists(self, column: &str, path: &[String], out: &mut Fragment) {
-        match self {
-            Dialect::Sqlite => {
-                out.push(&format!("(json_type({column}, "))
-                    .bind(Param::Text(sqlite_path(path)))
-                    .push(") IS NOT NULL)");
-            }
-            Dialect::Postgres => {
-                out.push(&format!("(({column}::jsonb #> CAST("))
-                    .bind(Param::Text(postgres_path(path)))
-                    .push(" AS text[])) IS NOT NULL)");
-            }
-        }
+        let (open, close) = match self {
+            Dialect::Sqlite => (format!("(json_type({column}, "), ") IS NOT NULL)"),
+            Dialect::Postgres => (
+                format!("(({column}::jsonb #> CAST("),
+                " AS text[])) IS NOT NULL)",
+            ),
+        };
+        out.push(&open).bind(self.path(path)).push(close);
     }
 }
 
