@@ -140,6 +140,12 @@ async fn link_and_unlink_answers_carry_profile_data_on_every_identity() {
     // An unlinked user has a single identity without profileData.
     let read = api.user(primary_id).await;
     assert_eq!(keys(&read.body["identities"][0]), set(IDENTITY_KEYS));
+    // The recreated database user gets back the default name its profileData left out.
+    let recreated = api.user(secondary_id).await;
+    assert_eq!(recreated.status, 200, "{}", recreated.body);
+    assert_eq!(recreated.body["name"], "chuck203@example.com");
+    assert_eq!(recreated.body["nickname"], "Chucky");
+    assert_eq!(keys(&recreated.body["identities"][0]), set(IDENTITY_KEYS));
 }
 
 /// Point 2 with invented attributes: ruby-auth0's users sent only a name, so their

@@ -4,7 +4,8 @@
 
 use serde_json::Map;
 
-use super::model::{Identity, IdentityKey, Profile, UserRecord};
+use super::invented;
+use super::model::{DATABASE_STRATEGY, Identity, IdentityKey, Profile, UserRecord};
 use crate::error::{Error, Result};
 
 /// What linking a secondary user into a primary changes.
@@ -99,11 +100,16 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
     }
     let mut remaining = primary.identities.clone();
     let removed = remaining.remove(index);
-    let profile = removed
+    let mut profile = removed
         .profile_data
         .as_ref()
         .map(Profile::from_profile_data)
         .unwrap_or_default();
+    // profileData holds only supplied attributes; a recreated database user gets the
+    // defaults every database user has, as at creation.
+    if removed.provider == DATABASE_STRATEGY {
+        invented::fill_database_defaults(&mut profile);
+    }
     let new_user = UserRecord {
         user_id: removed.key().to_user_id(),
         profile,
@@ -294,6 +300,27 @@ mod tests {
             plan_unlink(&primary, &IdentityKey::new("auth0", "aaa"), "t1"),
             Err(Error::MainIdentityRemoval)
         ));
+
+        // A database secondary comes back with the defaults its profileData left out.
+        let db_secondary = user("auth0", "bbb", "Bee@example.com");
+        let linked = plan_link(
+            &primary,
+            &IdentityKey::new("auth0", "bbb"),
+            None,
+            Some(&db_secondary),
+        )
+        .unwrap();
+        let with_db = UserRecord {
+            identities: linked.identities,
+            ..primary.clone()
+        };
+        let plan = plan_unlink(&with_db, &IdentityKey::literal("auth0", "bbb"), "t1").unwrap();
+        assert_eq!(
+            plan.new_user.profile.name.as_deref(),
+            Some("Bee@example.com")
+        );
+        assert_eq!(plan.new_user.profile.nickname.as_deref(), Some("Bee"));
+        assert!(plan.new_user.profile.invented.contains("picture"));
         assert!(matches!(
             plan_unlink(&primary, &IdentityKey::new("github", "8"), "t1"),
             Err(Error::IdentityNotFound)
