@@ -87,7 +87,7 @@ impl ConnectionBody {
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{total, start, limit, connections}`"),
     ),
-    responses((status = 200, description = "Connections", body = [ConnectionBody]), super::openapi::ApiErrors),
+    responses((status = 200, description = "Connections", body = super::openapi::ConnectionsResponse), super::openapi::ApiErrors),
     security(("bearer" = ["read:connections"]))
 )]
 pub(super) async fn list(

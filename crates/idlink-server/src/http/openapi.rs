@@ -71,8 +71,10 @@ use crate::state::AppState;
         LogsPage,
         Health,
         super::connections::ConnectionBody,
+        ConnectionsPage,
+        ConnectionsResponse,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &FieldsLeaveKeysOut),
     tags(
         (name = "users", description = "Users"),
         (name = "identities", description = "Linking and unlinking identities"),
@@ -106,6 +108,25 @@ impl Modify for BearerAuth {
             "client_secret_basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
+    }
+}
+
+/// `fields`/`include_fields` may leave any key out of a user or a connection (`user_id`
+/// and `id` included), so their schemas require none — as Auth0's own document does.
+struct FieldsLeaveKeysOut;
+
+impl Modify for FieldsLeaveKeysOut {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["User", "ConnectionBody"] {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(object))) =
+                components.schemas.get_mut(name)
+            {
+                object.required.clear();
+            }
+        }
     }
 }
 
@@ -252,6 +273,23 @@ pub enum LogSort {
 pub enum UsersResponse {
     Users(Vec<User>),
     Page(UsersPage),
+}
+
+/// A connections listing with `include_totals=true` (Auth0's envelope has no `length`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionsPage {
+    pub total: u64,
+    pub start: u64,
+    pub limit: u64,
+    pub connections: Vec<super::connections::ConnectionBody>,
+}
+
+/// A `GET /api/v2/connections` answer: the connections, or with `include_totals=true` a page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConnectionsResponse {
+    Connections(Vec<super::connections::ConnectionBody>),
+    Page(ConnectionsPage),
 }
 
 /// One event of the audit trail, in Auth0's log-event shape.
