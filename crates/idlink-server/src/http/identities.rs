@@ -201,6 +201,7 @@ async fn link_checked(
         } => {
             attempted.request =
                 json!({"provider": provider, "user_id": user_id, "connection_id": connection_id});
+            principal.authorize_link_by_name()?;
             let configured = match &connection_id {
                 Some(id) => state
                     .connection_by_id(id)
