@@ -115,6 +115,136 @@ async fn a_user_token_unlinks_only_from_its_own_account() {
     let _ = (owner, DB);
 }
 
+/// Signs in with the password-realm grant; returns the status and the JSON answer.
+async fn try_sign_in(api: &Api, email: &str) -> (u16, Value) {
+    let response = api
+        .http
+        .post(api.url("/oauth/token"))
+        .json(&json!({
+            "grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+            "realm": DB,
+            "username": email,
+            "password": common::PASSWORD,
+            "client_id": api.server.admin_client_id,
+            "client_secret": api.server.admin_client_secret,
+            "scope": "openid",
+        }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn block(api: &Api, user_id: &str) {
+    let reply = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v2/users/{}", enc(user_id)),
+            Some(json!({"blocked": true})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// A blocked user's ID token does not prove its account: even one issued before the
+/// block is refused by `link_with`, and nothing changes.
+#[tokio::test]
+async fn a_blocked_secondary_cannot_be_linked_with_its_id_token() {
+    let api = Api::start().await;
+    let primary = api.db_user("primary@example.com").await;
+    let secondary = api.db_user("secondary@example.com").await;
+    let bearer = api.sign_in("primary@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id_token = api.sign_in("secondary@example.com").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The block lands after the ID token was issued.
+    block(&api, &secondary).await;
+    let before = api.snapshot_without_logins().await;
+
+    let reply = api
+        .send_as(
+            Some(&bearer),
+            Method::POST,
+            &format!("/api/v2/users/{}/identities", enc(&primary)),
+            Some(json!({"link_with": id_token})),
+        )
+        .await;
+    reply.assert_error(400, "invalid_link_with");
+    assert_eq!(
+        reply.body["message"],
+        "JWT (link_with) belongs to a blocked user."
+    );
+    assert_eq!(api.snapshot_without_logins().await, before);
+    let failures = api.get("/api/v2/logs?q=type%3Afapi").await.body;
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{failures}");
+}
+
+/// An admin may link a blocked user by name; while linked its password signs in as
+/// no one, and unlinking recreates it blocked.
+#[tokio::test]
+async fn blocked_survives_link_and_unlink_and_never_signs_in() {
+    let api = Api::start().await;
+    let primary = api.db_user("primary@example.com").await;
+    let secondary = api.db_user("secondary@example.com").await;
+    block(&api, &secondary).await;
+    let secondary_id = secondary.trim_start_matches("auth0|").to_owned();
+
+    let reply = api
+        .link(
+            &primary,
+            json!({"provider": "auth0", "user_id": secondary_id}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let text = reply.body.to_string();
+    assert!(
+        !text.contains("blocked") && !text.contains("link_state"),
+        "the hidden state is never on the wire: {text}"
+    );
+    let stored = api.user(&primary).await.body;
+    assert!(stored.get("blocked").is_none(), "{stored}");
+    assert!(!stored.to_string().contains("link_state"), "{stored}");
+
+    // The primary still signs in; the blocked secondary's password does not.
+    assert_eq!(try_sign_in(&api, "primary@example.com").await.0, 200);
+    let (status, body) = try_sign_in(&api, "secondary@example.com").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+
+    let reply = api.unlink(&primary, "auth0", &secondary_id).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let recreated = api.user(&secondary).await.body;
+    assert_eq!(recreated["blocked"], true, "{recreated}");
+    assert_eq!(try_sign_in(&api, "secondary@example.com").await.0, 401);
+
+    // Linked and unlinked again once unblocked, it signs in.
+    let reply = api
+        .send(
+            Method::PATCH,
+            &format!("/api/v2/users/{}", enc(&secondary)),
+            Some(json!({"blocked": false})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.link(
+        &primary,
+        json!({"provider": "auth0", "user_id": secondary_id}),
+    )
+    .await;
+    let (status, body) = try_sign_in(&api, "secondary@example.com").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        decode_claims(body["id_token"].as_str().unwrap())["sub"],
+        primary
+    );
+    api.unlink(&primary, "auth0", &secondary_id).await;
+    assert!(api.user(&secondary).await.body.get("blocked").is_none());
+}
+
 /// The payload of a JWT, without verifying it.
 fn decode_claims(token: &str) -> Value {
     use base64::Engine;

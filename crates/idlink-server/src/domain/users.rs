@@ -4,7 +4,7 @@ use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
 use super::ids;
-use super::model::{Connection, Identity, Profile, UserRecord};
+use super::model::{Connection, Identity, LinkState, Profile, UserRecord};
 use crate::error::{Error, Result};
 
 /// The largest page `GET /api/v2/users` serves.
@@ -425,6 +425,7 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
         connection: connection.name.clone(),
         is_social: connection.is_social(),
         profile_data: None,
+        link_state: LinkState::default(),
     };
     let user = UserRecord {
         user_id: identity.key().to_user_id(),
