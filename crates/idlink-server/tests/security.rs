@@ -115,6 +115,35 @@ async fn a_user_token_unlinks_only_from_its_own_account() {
     let _ = (owner, DB);
 }
 
+/// Bad types are described in the client's terms (JSON types, property names), never
+/// in serde's.
+#[tokio::test]
+async fn body_errors_speak_json_not_serde() {
+    let api = Api::start().await;
+    for (body, expected) in [
+        (
+            json!({"connection": "github", "user_id": 1.5}),
+            "Payload validation error: 'user_id must be a string or an integer between -9223372036854775808 and 9223372036854775807' on property user_id.",
+        ),
+        (
+            json!({"connection": "github", "user_id": {"id": 1}}),
+            "Payload validation error: 'user_id must be a string or an integer between -9223372036854775808 and 9223372036854775807' on property user_id.",
+        ),
+        (
+            json!({"connection": DB, "email": 5, "password": common::PASSWORD}),
+            "Payload validation error: 'Expected type string but found type integer' on property email.",
+        ),
+        (
+            json!({"connection": DB, "email": "a@example.com", "password": common::PASSWORD, "email_verified": "yes"}),
+            "Payload validation error: 'Expected type boolean but found type string' on property email_verified.",
+        ),
+    ] {
+        let reply = api.post("/api/v2/users", body.clone()).await;
+        reply.assert_error(400, "invalid_body");
+        assert_eq!(reply.body["message"], expected, "{body}");
+    }
+}
+
 /// Signs in with the password-realm grant; returns the status and the JSON answer.
 async fn try_sign_in(api: &Api, email: &str) -> (u16, Value) {
     let response = api

@@ -4,4 +4,5 @@ pub mod audit;
 pub mod ids;
 pub mod linking;
 pub mod model;
+pub mod payload;
 pub mod users;

@@ -351,8 +351,7 @@ pub fn create_connection_name(body: &Value) -> Result<String> {
 
 /// Validates a create body against its connection.
 pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewUser> {
-    let req: CreateUserRequestContent = serde_json::from_value(body.clone())
-        .map_err(|e| Error::InvalidBody(format!("Payload validation error: '{e}'.")))?;
+    let req: CreateUserRequestContent = super::payload::decode(body)?;
     for (key, value) in [
         ("user_metadata", &req.user_metadata),
         ("app_metadata", &req.app_metadata),
