@@ -144,6 +144,53 @@ async fn body_errors_speak_json_not_serde() {
     }
 }
 
+/// A refused link records at most ~4 KB however large its request: 20 refusals of
+/// ~0.5-0.9 MB bodies used to store 23 MB and `GET /logs?per_page=20` returned 18 MB.
+#[tokio::test]
+async fn refused_links_record_bounded_events() {
+    let api = Api::start().await;
+    let primary = api.db_user("p@example.com").await;
+    let huge = "x".repeat(450_000);
+    for i in 0..20 {
+        let body = if i % 2 == 0 {
+            json!({"provider": "github", "user_id": huge})
+        } else {
+            json!({"provider": "auth0", "user_id": huge, "connection_id": format!("con_{huge}")})
+        };
+        let reply = api.link(&primary, body).await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+    }
+    let response = api
+        .http
+        .get(api.url("/api/v2/logs?per_page=20"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(events.len(), 20);
+    let largest = events.iter().map(|e| e.to_string().len()).max().unwrap();
+    let largest_details = events
+        .iter()
+        .map(|e| e["details"].to_string().len())
+        .max()
+        .unwrap();
+    eprintln!(
+        "figure: largest refused-link event {largest} bytes (details {largest_details}); \
+         GET /logs?per_page=20 {} bytes",
+        text.len()
+    );
+    assert!(largest_details <= 4096, "{largest_details}");
+    assert!(largest <= 4096 + 3 * 600, "{largest}");
+    assert!(text.len() <= 20 * 6000, "{}", text.len());
+    for event in &events {
+        assert_eq!(event["type"], "fapi");
+        assert!(event.to_string().contains("[truncated"), "{event}");
+    }
+}
+
 /// Signs in with the password-realm grant; returns the status and the JSON answer.
 async fn try_sign_in(api: &Api, email: &str) -> (u16, Value) {
     let response = api
