@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Api, DB, enc};
+use idlink_server::testing::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -189,6 +190,64 @@ async fn refused_links_record_bounded_events() {
         assert_eq!(event["type"], "fapi");
         assert!(event.to_string().contains("[truncated"), "{event}");
     }
+}
+
+/// Pinning admin credentials replaces the generated admin: after a restart with
+/// pinned credentials, the generated client's secret gets no token.
+#[tokio::test]
+async fn pinned_admin_credentials_disable_the_generated_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("idlink-credentials.json");
+    let path = credentials.clone();
+    let generated = TestServer::start_with(move |config| {
+        config.admin_client_id = None;
+        config.admin_client_secret = None;
+        config.credentials_file = Some(path);
+    })
+    .await;
+    let file: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();
+    let grant = |server: &TestServer| {
+        let body = json!({
+            "grant_type": "client_credentials",
+            "client_id": file["client_id"],
+            "client_secret": file["client_secret"],
+            "audience": server.audience(),
+        });
+        let url = format!("{}/oauth/token", server.base_url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(grant(&generated).await, 200, "the generated admin works");
+
+    // The restart with pinned credentials (another instance on the same database, as
+    // `idlink serve` with IDLINK_ADMIN_CLIENT_ID/SECRET would be).
+    let pinned = TestServer::start_on(generated.database_url()).await;
+    let refused = grant(&pinned).await;
+    assert!(refused == 401 || refused == 403, "{refused}");
+    assert_eq!(
+        grant(&generated).await,
+        refused,
+        "refused on every instance of the tenant"
+    );
+    let token = pinned.admin_token().await;
+    assert!(!token.is_empty(), "the pinned admin works");
+    let client = pinned
+        .state()
+        .store
+        .client(file["client_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("kept, disabled");
+    assert!(
+        client.secret_hash.is_none() && client.scopes.is_empty() && client.grant_types.is_empty()
+    );
 }
 
 /// Signs in with the password-realm grant; returns the status and the JSON answer.
