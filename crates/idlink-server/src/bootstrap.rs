@@ -199,7 +199,6 @@ pub fn write_credentials(
     public_url: &str,
     audience: &str,
 ) -> Result<()> {
-    use std::io::Write;
     let Some(secret) = &admin.generated_secret else {
         return Ok(());
     };
@@ -209,24 +208,6 @@ pub fn write_credentials(
         "token_url": format!("{public_url}/oauth/token"),
         "audience": audience,
     });
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(Error::internal)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(Error::internal)?;
-    }
-    writeln!(
-        file,
-        "{}",
-        serde_json::to_string_pretty(&body).map_err(Error::internal)?
-    )
-    .map_err(Error::internal)
+    let text = serde_json::to_string_pretty(&body).map_err(Error::internal)? + "\n";
+    crate::private_files::write_private(path, text.as_bytes()).map_err(Error::internal)
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod private_files;
 pub mod ratelimit;
 pub mod server;
 pub mod state;

@@ -250,6 +250,61 @@ async fn pinned_admin_credentials_disable_the_generated_admin() {
     );
 }
 
+/// The SQLite database, its `-wal` and `-shm` and the generated credentials are
+/// created 0600 whatever the umask (the tests run under 022): they hold the signing keys
+/// and password hashes.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_and_credential_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    if idlink_server::testing::TestBackend::from_env()
+        != idlink_server::testing::TestBackend::Sqlite
+    {
+        return; // PostgreSQL keeps its own files
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("idlink-credentials.json");
+    let path = credentials.clone();
+    let server = TestServer::start_with(move |config| {
+        config.admin_client_id = None;
+        config.admin_client_secret = None;
+        config.credentials_file = Some(path);
+    })
+    .await;
+    let file: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();
+    let token = server
+        .token(json!({
+            "grant_type": "client_credentials",
+            "client_id": file["client_id"],
+            "client_secret": file["client_secret"],
+            "audience": server.audience(),
+        }))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let api = Api {
+        server,
+        http: reqwest::Client::new(),
+        token,
+    };
+    // A write, so the WAL and its index certainly exist.
+    api.db_user("p@example.com").await;
+    let db = api.server.db_path().to_owned();
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert_eq!(mode(&credentials), 0o600);
+}
+
 /// Signs in with the password-realm grant; returns the status and the JSON answer.
 async fn try_sign_in(api: &Api, email: &str) -> (u16, Value) {
     let response = api

@@ -56,6 +56,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Before SQLite creates it with the umask's mode (0644): it holds secrets.
+        crate::private_files::prepare_database_file(connect.get_filename())
+            .map_err(Error::internal)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
