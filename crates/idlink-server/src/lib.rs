@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod http;
