@@ -76,6 +76,8 @@ impl Default for Config {
 /// client_rate_limit = "10/5"       # each client's own bucket (default: as rate_limit)
 /// unauthenticated_rate_limit = "10/1" # per source address, requests without a valid token
 ///                                  # (default: as rate_limit)
+/// token_rate_limit = "20/2"        # POST /oauth/token per client id (default: generous)
+/// token_address_rate_limit = "20/2" # POST /oauth/token per source address (default: generous)
 /// request_timeout = 30             # seconds before a request is abandoned (503)
 /// header_read_timeout = 5          # seconds to send a whole request head
 /// idle_timeout = 60                # seconds a keep-alive connection may sit unused
@@ -116,6 +118,10 @@ pub struct TenantConfig {
     /// authenticate (default: the same shape as `rate_limit`); they never spend the
     /// tenant's or a client's bucket.
     pub unauthenticated_rate_limit: Option<RateLimit>,
+    /// Rate limit of `POST /oauth/token` per client id named (default: generous).
+    pub token_rate_limit: Option<RateLimit>,
+    /// Rate limit of `POST /oauth/token` per source address (default: generous).
+    pub token_address_rate_limit: Option<RateLimit>,
     /// Seconds a request may run before it is abandoned (default 30).
     pub request_timeout: Option<f64>,
     /// Seconds a client may take to send a whole request head (default 5).

@@ -12,7 +12,8 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -291,10 +292,54 @@ impl RateLimiter {
 /// The address a request came from, when the server recorded it (it does for every
 /// connection; in-process `oneshot` tests have none).
 pub fn source_ip(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
+    peer_ip(request.extensions())
+}
+
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The source address as an extractor (never fails: `None` when unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(peer_ip(&parts.extensions)))
+    }
+}
+
+/// The buckets of `POST /oauth/token`, where every attempt with a password or an
+/// unknown secret costs an argon2 computation: one per client id named and one per
+/// source address (so rotating client ids does not escape it).
+#[derive(Debug)]
+pub struct TokenEndpointLimiter {
+    clients: KeyedBuckets,
+    addresses: KeyedBuckets,
+}
+
+impl TokenEndpointLimiter {
+    /// Buckets of shape `per_client` per client id and `per_address` per address.
+    pub fn new(per_client: RateLimit, per_address: RateLimit) -> Self {
+        Self {
+            clients: KeyedBuckets::new(per_client),
+            addresses: KeyedBuckets::new(per_address),
+        }
+    }
+
+    /// Takes a token from the bucket of `source`.
+    pub fn check_address(&self, source: Option<IpAddr>) -> Decision {
+        self.addresses.take(&source_key(source))
+    }
+
+    /// Takes a token from the bucket of the client id a request names.
+    pub fn check_client(&self, client_id: &str) -> Decision {
+        self.clients.take(client_id)
+    }
 }
 
 /// The bucket key of a source address. IPv6 clients are keyed by their /64, which one
@@ -313,7 +358,8 @@ fn source_key(source: Option<IpAddr>) -> String {
     }
 }
 
-fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
+/// Writes a decision's `x-ratelimit-*` headers.
+pub fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert(
         "x-ratelimit-remaining",
@@ -375,7 +421,10 @@ pub async fn authentication_middleware(
         return too_many_requests(&decision);
     }
     let mut response = next.run(request).await;
-    put_headers(response.headers_mut(), &decision);
+    // A handler's own bucket (the token endpoint's) reports itself.
+    if !response.headers().contains_key("x-ratelimit-limit") {
+        put_headers(response.headers_mut(), &decision);
+    }
     response
 }
 

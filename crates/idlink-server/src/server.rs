@@ -12,7 +12,7 @@ use crate::auth::tokens::{Tenant, Tokens};
 use crate::bootstrap::{self, AdminClient};
 use crate::config::Config;
 use crate::connections::{self, ConnectionLimits};
-use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::ratelimit::{RateLimit, RateLimiter, TokenEndpointLimiter};
 use crate::state::AppState;
 use crate::store;
 use crate::tls::{self, Tls, TlsListener};
@@ -120,6 +120,10 @@ impl Server {
                 ),
             ),
             authentication_limiter: Arc::new(RateLimiter::new(RateLimit::GENEROUS)),
+            token_limiter: Arc::new(TokenEndpointLimiter::new(
+                config.tenant.token_rate_limit.unwrap_or_default(),
+                config.tenant.token_address_rate_limit.unwrap_or_default(),
+            )),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
         };

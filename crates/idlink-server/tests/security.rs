@@ -360,6 +360,50 @@ async fn unauthenticated_floods_do_not_starve_the_tenant() {
     assert_eq!(ok, calls, "every admin call succeeds");
 }
 
+/// `POST /oauth/token` is limited per client id and per source address, before any
+/// argon2 work, with 429 in the OAuth shape.
+#[tokio::test]
+async fn the_token_endpoint_is_limited_per_client_and_per_address() {
+    use idlink_server::ratelimit::RateLimit;
+    let server = TestServer::start_with(|c| {
+        c.tenant.token_rate_limit = Some(RateLimit::new(3, 0.01));
+        c.tenant.token_address_rate_limit = Some(RateLimit::new(5, 0.01));
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let attempt = |client_id: &str| {
+        let request = http
+            .post(format!("{}/oauth/token", server.base_url))
+            .json(&json!({
+                "grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+                "realm": DB, "username": "nobody@example.com", "password": "wrong",
+                "client_id": client_id, "client_secret": "wrong",
+            }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await.unwrap();
+            (status, retry_after, body)
+        }
+    };
+    let admin = server.admin_client_id.clone();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(attempt(&admin).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "per client id");
+    let (status, retry_after, body) = attempt(&admin).await;
+    assert_eq!(status, 429);
+    assert!(retry_after.is_some());
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    assert!(body.get("statusCode").is_none(), "the OAuth shape: {body}");
+    // Other client ids from the same address share its bucket (5, and 5 were spent).
+    let (status, _, body) = attempt("another-client").await;
+    assert_eq!(status, 429, "per address: {body}");
+}
+
 /// Signs in with the password-realm grant; returns the status and the JSON answer.
 async fn try_sign_in(api: &Api, email: &str) -> (u16, Value) {
     let response = api

@@ -101,6 +101,12 @@ struct ServeArgs {
     /// the tenant's or a client's (default: the same shape as --rate-limit).
     #[arg(long, env = "IDLINK_UNAUTHENTICATED_RATE_LIMIT")]
     unauthenticated_rate_limit: Option<RateLimit>,
+    /// POST /oauth/token: each client id's bucket (default: generous).
+    #[arg(long, env = "IDLINK_TOKEN_RATE_LIMIT")]
+    token_rate_limit: Option<RateLimit>,
+    /// POST /oauth/token: each source address's bucket (default: generous).
+    #[arg(long, env = "IDLINK_TOKEN_ADDRESS_RATE_LIMIT")]
+    token_address_rate_limit: Option<RateLimit>,
     /// Seconds a request may run before it is abandoned with a 503 (default 30).
     #[arg(long, env = "IDLINK_REQUEST_TIMEOUT")]
     request_timeout: Option<f64>,
@@ -157,6 +163,12 @@ impl ServeArgs {
         }
         if self.unauthenticated_rate_limit.is_some() {
             tenant.unauthenticated_rate_limit = self.unauthenticated_rate_limit;
+        }
+        if self.token_rate_limit.is_some() {
+            tenant.token_rate_limit = self.token_rate_limit;
+        }
+        if self.token_address_rate_limit.is_some() {
+            tenant.token_address_rate_limit = self.token_address_rate_limit;
         }
         if self.request_timeout.is_some() {
             tenant.request_timeout = self.request_timeout;
