@@ -189,3 +189,75 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
     let answer = read_to_close(&mut stream).await;
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
 }
+
+/// The TLS listener is served by the same loop: a client that finishes the handshake
+/// and then sends its head slowly is cut at the header-read timeout too.
+#[tokio::test]
+async fn slow_headers_over_tls_are_closed_too() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = idlink_server::Config {
+        bind: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("idlink.db").display()),
+        admin_client_id: Some("tls-admin".into()),
+        admin_client_secret: Some("tls-admin-secret-0123456789abcdef".into()),
+        print_credentials: false,
+        tls: Some(idlink_server::tls::TlsSettings::SelfSigned {
+            dir: dir.path().to_owned(),
+        }),
+        ..idlink_server::Config::default()
+    };
+    config.tenant.header_read_timeout = Some(1.0);
+    let server = idlink_server::Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let cert = server.tls_cert_path().unwrap().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: idlink\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        tokio::select! {
+            read = tls.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break Some(started.elapsed()),
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if tls.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    break Some(started.elapsed());
+                }
+                if started.elapsed() > Duration::from_secs(6) {
+                    break None;
+                }
+            }
+        }
+    };
+    let closed = closed.expect("closed by the server");
+    assert!(closed < Duration::from_secs(3), "{closed:?}");
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
