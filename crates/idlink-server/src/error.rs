@@ -34,6 +34,10 @@ pub enum Error {
     SameIdentity,
     #[error("{0}")]
     InvalidLinkWith(&'static str),
+    /// A `link_with` token of a blocked user: it could not sign in, so its ID token does
+    /// not prove the account.
+    #[error("JWT (link_with) belongs to a blocked user.")]
+    BlockedSecondary,
     #[error("Provided secondary account not found.")]
     SecondaryNotFound,
     #[error("The user does not exist.")]
@@ -92,7 +96,9 @@ impl Error {
             InvalidUri(_) | MainIdentityRemoval => (StatusCode::BAD_REQUEST, Some("invalid_uri")),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, Some("invalid_query_string")),
             InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
-            InvalidLinkWith(_) => (StatusCode::BAD_REQUEST, Some("invalid_link_with")),
+            InvalidLinkWith(_) | BlockedSecondary => {
+                (StatusCode::BAD_REQUEST, Some("invalid_link_with"))
+            }
             SecondaryNotFound => (StatusCode::BAD_REQUEST, Some("inexistent_user")),
             UserNotFound => (StatusCode::NOT_FOUND, Some("inexistent_user")),
             ConnectionNotFound => (StatusCode::NOT_FOUND, Some("inexistent_connection")),

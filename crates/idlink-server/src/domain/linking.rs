@@ -5,7 +5,7 @@
 use serde_json::Map;
 
 use super::invented;
-use super::model::{DATABASE_STRATEGY, Identity, IdentityKey, Profile, UserRecord};
+use super::model::{DATABASE_STRATEGY, Identity, IdentityKey, LinkState, Profile, UserRecord};
 use crate::error::{Error, Result};
 
 /// What linking a secondary user into a primary changes.
@@ -22,14 +22,26 @@ pub struct LinkPlan {
     pub identities: Vec<Identity>,
 }
 
+/// How a link request designates its secondary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProof {
+    /// The secondary's own ID token (`link_with`): it proves the caller signed in as the
+    /// secondary, which a blocked user cannot do, so a blocked secondary is refused.
+    IdToken,
+    /// Named by a caller allowed to act on every user (`update:users`); `connection_id`,
+    /// when given, must be the named identity's connection.
+    Named { connection_id: Option<String> },
+}
+
 /// Decides a link.
 ///
 /// `secondary` is the standalone user whose main identity `target` names, if there is
-/// one. `connection_id`, when given, must be that identity's connection.
+/// one, as loaded inside the link's transaction (so a block that lands while the request
+/// runs still counts).
 pub fn plan_link(
     primary: &UserRecord,
     target: &IdentityKey,
-    connection_id: Option<&str>,
+    proof: &LinkProof,
     secondary: Option<&UserRecord>,
 ) -> Result<LinkPlan> {
     let (main, linked) = primary
@@ -52,13 +64,18 @@ pub fn plan_link(
     if !secondary_main.is(target) {
         return Err(Error::SecondaryNotFound);
     }
-    if connection_id.is_some_and(|id| id != secondary_main.connection_id) {
-        return Err(Error::SecondaryNotFound);
+    match proof {
+        LinkProof::IdToken if secondary.blocked => return Err(Error::BlockedSecondary),
+        LinkProof::Named {
+            connection_id: Some(id),
+        } if *id != secondary_main.connection_id => return Err(Error::SecondaryNotFound),
+        _ => {}
     }
 
     let mut moved = Vec::with_capacity(secondary.identities.len());
     moved.push(Identity {
         profile_data: Some(secondary.profile.to_profile_data()),
+        link_state: LinkState::of(secondary),
         ..secondary_main.clone()
     });
     moved.extend(secondary_linked.iter().cloned());
@@ -115,8 +132,9 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         profile,
         user_metadata: None,
         app_metadata: Map::new(),
-        blocked: false,
-        blocked_ever_set: false,
+        blocked: removed.link_state.blocked,
+        // A block the identity carried while linked is one that was set.
+        blocked_ever_set: removed.link_state.blocked,
         last_login: None,
         logins_count: 0,
         last_password_reset: None,
@@ -124,6 +142,7 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         updated_at: now.to_owned(),
         identities: vec![Identity {
             profile_data: None,
+            link_state: LinkState::default(),
             ..removed.clone()
         }],
     };
@@ -171,6 +190,7 @@ mod tests {
             connection: provider.into(),
             is_social: provider != "auth0",
             profile_data: None,
+            link_state: LinkState::default(),
         }
     }
 
@@ -211,7 +231,9 @@ mod tests {
         let plan = plan_link(
             &primary,
             &IdentityKey::new("google-oauth2", "111"),
-            None,
+            &LinkProof::Named {
+                connection_id: None,
+            },
             Some(&secondary),
         )
         .unwrap();
@@ -246,17 +268,22 @@ mod tests {
             .push(identity("github", UserId::Integer(7)));
         let secondary = user("google-oauth2", "111", "s@example.com");
         let key = |p: &str, id: &str| IdentityKey::new(p, id);
+        let by_name = LinkProof::Named {
+            connection_id: None,
+        };
 
-        let same = plan_link(&primary, &key("auth0", "aaa"), None, Some(&primary));
+        let same = plan_link(&primary, &key("auth0", "aaa"), &by_name, Some(&primary));
         assert!(matches!(same, Err(Error::SameIdentity)));
-        let conflict = plan_link(&primary, &key("github", "7"), None, None);
+        let conflict = plan_link(&primary, &key("github", "7"), &by_name, None);
         assert!(matches!(conflict, Err(Error::IdentityConflict)));
-        let missing = plan_link(&primary, &key("google-oauth2", "999"), None, None);
+        let missing = plan_link(&primary, &key("google-oauth2", "999"), &by_name, None);
         assert!(matches!(missing, Err(Error::SecondaryNotFound)));
         let wrong_connection = plan_link(
             &primary,
             &key("google-oauth2", "111"),
-            Some("con_XXXXXXXXXXXXXXXX"),
+            &LinkProof::Named {
+                connection_id: Some("con_XXXXXXXXXXXXXXXX".into()),
+            },
             Some(&secondary),
         );
         assert!(matches!(wrong_connection, Err(Error::SecondaryNotFound)));
@@ -269,7 +296,9 @@ mod tests {
         let linked = plan_link(
             &primary,
             &IdentityKey::new("github", "7"),
-            None,
+            &LinkProof::Named {
+                connection_id: None,
+            },
             Some(&secondary),
         )
         .unwrap();
@@ -325,5 +354,41 @@ mod tests {
             plan_unlink(&primary, &IdentityKey::new("github", "8"), "t1"),
             Err(Error::IdentityNotFound)
         ));
+    }
+
+    #[test]
+    fn a_blocked_secondary_needs_an_admin_and_stays_blocked_through_unlink() {
+        let primary = user("auth0", "aaa", "p@example.com");
+        let secondary = UserRecord {
+            blocked: true,
+            ..user("auth0", "bbb", "s@example.com")
+        };
+        let target = IdentityKey::new("auth0", "bbb");
+        let by_token = plan_link(&primary, &target, &LinkProof::IdToken, Some(&secondary));
+        assert!(matches!(by_token, Err(Error::BlockedSecondary)));
+
+        let by_name = LinkProof::Named {
+            connection_id: None,
+        };
+        let plan = plan_link(&primary, &target, &by_name, Some(&secondary)).unwrap();
+        assert!(plan.moved[0].link_state.blocked);
+        assert!(
+            !plan.moved[0]
+                .profile_data
+                .as_ref()
+                .unwrap()
+                .contains_key("blocked"),
+            "the state is not part of profileData"
+        );
+        let primary = UserRecord {
+            identities: plan.identities,
+            ..primary
+        };
+        let unlinked = plan_unlink(&primary, &target, "t1").unwrap();
+        assert!(
+            unlinked.new_user.blocked,
+            "blocked survives link and unlink"
+        );
+        assert!(unlinked.new_user.identities[0].link_state.is_default());
     }
 }

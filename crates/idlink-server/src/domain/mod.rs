@@ -5,5 +5,6 @@ pub mod ids;
 pub mod invented;
 pub mod linking;
 pub mod model;
+pub mod payload;
 pub mod search;
 pub mod users;

@@ -92,6 +92,35 @@ pub struct Identity {
     pub is_social: bool,
     /// The profile it brought when linked; `None` on a main identity.
     pub profile_data: Option<Map<String, Value>>,
+    /// What its own user was when it was linked, kept for the unlink that recreates it.
+    /// Never on the wire and never part of `profileData`.
+    pub link_state: LinkState,
+}
+
+/// The hidden part of a linked identity: what its standalone user was when it was
+/// linked, which the wire shape has no room for but an unlink must bring back. Stored as
+/// JSON (`identities.link_state`, NULL when default), so it can grow without a migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LinkState {
+    /// The user was blocked: it stays unable to sign in while linked, and is blocked
+    /// again when unlinked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+}
+
+impl LinkState {
+    /// The state a standalone user leaves on its main identity when linked.
+    pub fn of(user: &UserRecord) -> Self {
+        Self {
+            blocked: user.blocked,
+        }
+    }
+
+    /// Whether there is nothing to keep (the column stays NULL).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Identity {

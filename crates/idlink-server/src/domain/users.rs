@@ -3,7 +3,7 @@
 use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
-use super::model::{Connection, Identity, Profile, UserRecord};
+use super::model::{Connection, Identity, LinkState, Profile, UserRecord};
 use super::{ids, invented, search};
 use crate::error::{Error, Result};
 
@@ -316,8 +316,7 @@ pub fn create_connection_name(body: &Value) -> Result<String> {
 
 /// Validates a create body against its connection.
 pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewUser> {
-    let req: CreateUserRequestContent = serde_json::from_value(body.clone())
-        .map_err(|e| Error::InvalidBody(format!("Payload validation error: '{e}'.")))?;
+    let req: CreateUserRequestContent = super::payload::decode(body)?;
     for (key, value) in [
         ("user_metadata", &req.user_metadata),
         ("app_metadata", &req.app_metadata),
@@ -390,6 +389,7 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
         connection: connection.name.clone(),
         is_social: connection.is_social(),
         profile_data: None,
+        link_state: LinkState::default(),
     };
     let mut user = UserRecord {
         user_id: identity.key().to_user_id(),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::extract::{ApiPath, RawBody, parse_payload};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
-use crate::domain::linking;
+use crate::domain::linking::{self, LinkProof};
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
@@ -194,7 +194,7 @@ async fn link_checked(
 ) -> Result<Vec<Identity>> {
     principal.authorize_on(id, SCOPES)?;
     let request = parse_link_request(&parse_payload(headers, body)?)?;
-    let (target, connection_id) = match request {
+    let (target, proof) = match request {
         LinkRequest::Identity {
             provider,
             user_id,
@@ -202,6 +202,7 @@ async fn link_checked(
         } => {
             attempted.request =
                 json!({"provider": provider, "user_id": user_id, "connection_id": connection_id});
+            principal.authorize_link_by_name()?;
             let configured = match &connection_id {
                 Some(id) => state
                     .connection_by_id(id)
@@ -211,7 +212,10 @@ async fn link_checked(
             if !configured {
                 return Err(Error::InexistentConnection);
             }
-            (IdentityKey::new(&provider, &user_id), connection_id)
+            (
+                IdentityKey::new(&provider, &user_id),
+                LinkProof::Named { connection_id },
+            )
         }
         LinkRequest::Token(token) => {
             attempted.request = json!({"link_with": "[redacted]"});
@@ -223,7 +227,7 @@ async fn link_checked(
             let target = IdentityKey::from_user_id(&sub).ok_or(Error::InvalidLinkWith(
                 "JWT (link_with) contains an invalid sub claim.",
             ))?;
-            (target, None)
+            (target, LinkProof::IdToken)
         }
     };
     // A successful link makes the secondary (whose main identity is the target) part
@@ -239,10 +243,7 @@ async fn link_checked(
         None,
         &crate::clock::now_iso(),
     );
-    state
-        .store
-        .link(id, &target, connection_id.as_deref(), &event)
-        .await
+    state.store.link(id, &target, &proof, &event).await
 }
 
 #[utoipa::path(

@@ -218,6 +218,7 @@ impl IntoResponses for OAuthErrors {
             .response("414", body("Request target longer than 8 KiB", "ErrorBody"))
             .response("415", body("Body neither JSON nor form-encoded", "OAuthErrorBody"))
             .response("431", body("Request headers larger than 16 KiB", "ErrorBody"))
+            .response("429", body("`too_many_requests`: the client id's or the source address's bucket is empty; see `Retry-After`", "OAuthErrorBody"))
             .response("503", body("The request ran past its deadline", "ErrorBody"))
             .build()
             .responses

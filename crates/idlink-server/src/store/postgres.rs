@@ -35,7 +35,7 @@ use super::rows::{
 use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
-use crate::domain::linking;
+use crate::domain::linking::{self, LinkProof};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -490,7 +490,7 @@ async fn link_once(
     conn: &mut PgConnection,
     primary_id: &str,
     target: &IdentityKey,
-    connection_id: Option<&str>,
+    proof: &LinkProof,
     audit: &LogEvent,
 ) -> Result<Vec<Identity>, Attempt> {
     // 1. Whose main identity is the target now (unlocked read)? Only a standalone
@@ -532,18 +532,19 @@ async fn link_once(
         Some((owner_id, 0)) if *owner_id != primary.user_id => load_user(conn, owner_id).await?,
         _ => None,
     };
-    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+    let plan = linking::plan_link(&primary, target, proof, secondary.as_ref())?;
     for (offset, identity) in plan.moved.iter().enumerate() {
         let position = i64::try_from(plan.first_position + offset).map_err(Error::internal)?;
         sqlx::query(
-            "UPDATE identities SET owner_user_id = $1, position = $2, profile_data = $3 \
-             WHERE provider = $4 AND identity_user_id = $5",
+            "UPDATE identities SET owner_user_id = $1, position = $2, profile_data = $3, \
+             link_state = $6 WHERE provider = $4 AND identity_user_id = $5",
         )
         .bind(&primary.user_id)
         .bind(position)
         .bind(identity.profile_data.as_ref().map(rows::json_text))
         .bind(&identity.provider)
         .bind(identity.user_id.as_string())
+        .bind(rows::link_state_column(&identity.link_state))
         .execute(&mut *conn)
         .await?;
     }
@@ -577,7 +578,7 @@ async fn unlink_once(
     let plan = linking::plan_unlink(&primary, target, now)?;
     insert_user(conn, &plan.new_user).await?;
     sqlx::query(
-        "UPDATE identities SET owner_user_id = $1, position = 0, profile_data = NULL \
+        "UPDATE identities SET owner_user_id = $1, position = 0, profile_data = NULL, link_state = NULL \
          WHERE provider = $2 AND identity_user_id = $3",
     )
     .bind(&plan.new_user.user_id)
@@ -804,8 +805,8 @@ impl Store for PgStore {
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
         let login = login.to_lowercase();
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+        let row: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
              JOIN users u ON u.user_id = i.owner_user_id \
              WHERE i.connection_id = $1 AND (i.login_email = $2 OR i.login_username = $2) \
              AND i.password_hash IS NOT NULL LIMIT 1",
@@ -814,11 +815,7 @@ impl Store for PgStore {
         .bind(&login)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
-            owner_user_id,
-            password_hash,
-            blocked,
-        }))
+        row.map(Login::from_row).transpose()
     }
 
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
@@ -838,14 +835,14 @@ impl Store for PgStore {
         &self,
         primary_id: &str,
         target: &IdentityKey,
-        connection_id: Option<&str>,
+        proof: &LinkProof,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         // A unique violation here can only come from a race the locks did not order
         // (e.g. on an engine with different locking); the retry sees the winner, and
         // if it never settles the request gets what SQLite answers a loser.
         transaction!(self, OnUnique::Retry(|| Error::SecondaryNotFound), |conn| {
-            link_once(conn, primary_id, target, connection_id, audit)
+            link_once(conn, primary_id, target, proof, audit)
         })
     }
 

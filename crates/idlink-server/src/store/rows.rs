@@ -6,7 +6,7 @@ use idlink_types::UserId;
 use serde_json::{Map, Value};
 
 use crate::domain::audit::{LogEvent, Outcome};
-use crate::domain::model::{Connection, Identity, Profile, UserRecord};
+use crate::domain::model::{Connection, Identity, LinkState, Profile, UserRecord};
 use crate::error::{Error, Result};
 
 use super::{ClientRecord, SigningKey};
@@ -54,10 +54,24 @@ pub struct IdentityRow {
     pub connection_name: String,
     pub is_social: bool,
     pub profile_data: Option<String>,
+    pub link_state: Option<String>,
 }
 
 pub const IDENTITY_SELECT: &str = "owner_user_id, provider, identity_user_id, user_id_is_int, \
-     connection_id, connection_name, is_social, profile_data";
+     connection_id, connection_name, is_social, profile_data, link_state";
+
+/// The `identities.link_state` column of a state: NULL when there is nothing to keep.
+pub fn link_state_column(state: &LinkState) -> Option<String> {
+    (!state.is_default()).then(|| serde_json::to_string(state).unwrap_or_default())
+}
+
+/// A `link_state` column's state.
+pub fn link_state_of(column: Option<&str>) -> Result<LinkState> {
+    column.map_or_else(
+        || Ok(LinkState::default()),
+        |text| serde_json::from_str(text).map_err(Error::internal),
+    )
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConnectionRow {
@@ -112,6 +126,7 @@ impl IdentityRow {
             connection: self.connection_name,
             is_social: self.is_social,
             profile_data: self.profile_data.as_deref().map(json_object).transpose()?,
+            link_state: link_state_of(self.link_state.as_deref())?,
         })
     }
 }

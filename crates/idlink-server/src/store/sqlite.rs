@@ -24,7 +24,7 @@ use super::rows::{
 use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
-use crate::domain::linking;
+use crate::domain::linking::{self, LinkProof};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -57,6 +57,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Before SQLite creates it with the umask's mode (0644): it holds secrets.
+        crate::private_files::prepare_database_file(connect.get_filename())
+            .map_err(Error::internal)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -243,7 +246,7 @@ enum WriteJob {
     Link {
         primary_id: String,
         target: IdentityKey,
-        connection_id: Option<String>,
+        proof: LinkProof,
         audit: LogEvent,
         reply: oneshot::Sender<Result<Vec<Identity>>>,
     },
@@ -281,10 +284,10 @@ impl WriteJob {
             Self::Link {
                 primary_id,
                 target,
-                connection_id,
+                proof,
                 audit,
                 ..
-            } => link_in(conn, primary_id, target, connection_id.as_deref(), audit).await,
+            } => link_in(conn, primary_id, target, proof, audit).await,
             Self::Unlink {
                 primary_id,
                 target,
@@ -339,7 +342,7 @@ async fn link_in(
     conn: &mut SqliteConnection,
     primary_id: &str,
     target: &IdentityKey,
-    connection_id: Option<&str>,
+    proof: &LinkProof,
     audit: &LogEvent,
 ) -> std::result::Result<Vec<Identity>, JobError> {
     let rows = sqlx::query(&LOAD_LINK_PAIR)
@@ -354,13 +357,13 @@ async fn link_in(
     };
     let primary = user_from_rows(part(0))?.ok_or(Error::UserNotFound)?;
     let secondary = user_from_rows(part(1))?.filter(|owner| owner.user_id != primary.user_id);
-    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+    let plan = linking::plan_link(&primary, target, proof, secondary.as_ref())?;
 
     let mut sql = String::from("SAVEPOINT op; ");
     for _ in &plan.moved {
         sql.push_str(
-            "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
-                 WHERE provider = ? AND identity_user_id = ?; ",
+            "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ?, \
+                 link_state = ? WHERE provider = ? AND identity_user_id = ?; ",
         );
     }
     sql.push_str(
@@ -376,6 +379,7 @@ async fn link_in(
             .bind(&primary.user_id)
             .bind(position)
             .bind(identity.profile_data.as_ref().map(rows::json_text))
+            .bind(rows::link_state_column(&identity.link_state))
             .bind(&identity.provider)
             .bind(identity.user_id.as_string());
     }
@@ -405,7 +409,7 @@ async fn unlink_in(
     // One round trip for every write (see `link`).
     let sql = format!(
         "SAVEPOINT op; {}; \
-             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
+             UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL, link_state = NULL \
              WHERE provider = ? AND identity_user_id = ?; \
              UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?; \
              UPDATE users SET updated_at = ? WHERE user_id = ?; {INSERT_LOG}; RELEASE op",
@@ -723,8 +727,8 @@ impl Store for SqliteStore {
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
         let login = login.to_lowercase();
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+        let row: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
              JOIN users u ON u.user_id = i.owner_user_id \
              WHERE i.connection_id = ? AND (i.login_email = ? OR i.login_username = ?) \
              AND i.password_hash IS NOT NULL LIMIT 1",
@@ -734,11 +738,7 @@ impl Store for SqliteStore {
         .bind(&login)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
-            owner_user_id,
-            password_hash,
-            blocked,
-        }))
+        row.map(Login::from_row).transpose()
     }
 
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
@@ -756,13 +756,13 @@ impl Store for SqliteStore {
         &self,
         primary_id: &str,
         target: &IdentityKey,
-        connection_id: Option<&str>,
+        proof: &LinkProof,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         self.group_commit(|reply| WriteJob::Link {
             primary_id: primary_id.to_owned(),
             target: target.clone(),
-            connection_id: connection_id.map(str::to_owned),
+            proof: proof.clone(),
             audit: audit.clone(),
             reply,
         })
