@@ -227,6 +227,18 @@ fn root_exists(field: RootField, out: &mut Fragment) {
     }
 }
 
+/// [`compare`] on a plain column.
+fn compare_column(column: &'static str, kind: Kind, matcher: &Matcher, out: &mut Fragment) {
+    compare(
+        &|out: &mut Fragment| {
+            out.push(column);
+        },
+        kind,
+        matcher,
+        out,
+    );
+}
+
 fn term(field: &Field, matcher: &Matcher, dialect: Dialect, out: &mut Fragment) {
     let kind = field.kind();
     match field {
@@ -234,29 +246,13 @@ fn term(field: &Field, matcher: &Matcher, dialect: Dialect, out: &mut Fragment) 
             if *matcher == Matcher::Exists {
                 return root_exists(*root, out);
             }
-            let column = root_column(*root);
-            compare(
-                &|out: &mut Fragment| {
-                    out.push(column);
-                },
-                kind,
-                matcher,
-                out,
-            );
+            compare_column(root_column(*root), kind, matcher, out);
         }
         Field::Identity(identity) => {
             out.push("EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id");
             if *matcher != Matcher::Exists {
-                let column = identity_column(*identity);
                 out.push(" AND ");
-                compare(
-                    &|out: &mut Fragment| {
-                        out.push(column);
-                    },
-                    kind,
-                    matcher,
-                    out,
-                );
+                compare_column(identity_column(*identity), kind, matcher, out);
             }
             out.push(")");
         }
