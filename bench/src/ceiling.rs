@@ -6,6 +6,7 @@ use idlink_server::domain::audit::{LogEvent, Operation};
 use std::sync::Arc;
 
 use idlink_server::config::Config;
+use idlink_server::domain::linking::LinkProof;
 use idlink_server::domain::model::IdentityKey;
 use idlink_server::domain::users;
 use idlink_server::store::{self, Store, StoreOptions};
@@ -114,7 +115,14 @@ impl Worker for StoreWorker {
                 .await
         } else {
             self.store
-                .link(&self.primary, &self.secondary, None, &event)
+                .link(
+                    &self.primary,
+                    &self.secondary,
+                    &LinkProof::Named {
+                        connection_id: None,
+                    },
+                    &event,
+                )
                 .await
         };
         self.linked = !self.linked;

@@ -11,6 +11,7 @@ use idlink_bench::raw::RawSqlite;
 use idlink_bench::report::BenchResult;
 use idlink_bench::scenario::Scenario;
 use idlink_server::domain::audit::{LogEvent, Operation};
+use idlink_server::domain::linking::LinkProof;
 use idlink_server::testing::TestServer;
 
 const OPTIONS: LoadOptions = LoadOptions {
@@ -57,7 +58,18 @@ async fn every_scenario_runs_without_errors() {
         &idlink_server::clock::now_iso(),
     );
     assert_eq!(
-        store.link(primary, &key, None, &event).await.unwrap().len(),
+        store
+            .link(
+                primary,
+                &key,
+                &LinkProof::Named {
+                    connection_id: None
+                },
+                &event
+            )
+            .await
+            .unwrap()
+            .len(),
         2
     );
 

@@ -321,11 +321,10 @@ impl ClientCredentials {
             }
         }
         let response = self.fetch().await?;
-        let lifetime = Duration::from_secs(response.expires_in).saturating_sub(self.refresh_margin);
         let token = SecretString::from(response.access_token);
         *cache = Some(CachedToken {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime,
+            refresh_at: refresh_at(Instant::now(), response.expires_in, self.refresh_margin),
         });
         Ok(token)
     }
@@ -362,8 +361,41 @@ impl ClientCredentials {
     }
 }
 
+/// Longest a fetched token is cached, whatever its `expires_in` says: a server may send
+/// any number, and `Instant + Duration` panics when the sum does not fit.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// When a token fetched at `now` that lasts `expires_in` seconds is refreshed: `margin`
+/// before it expires, saturating instead of overflowing on absurd lifetimes.
+fn refresh_at(now: Instant, expires_in: u64, margin: Duration) -> Instant {
+    let lifetime = Duration::from_secs(expires_in)
+        .min(MAX_CACHE_LIFETIME)
+        .saturating_sub(margin);
+    now.checked_add(lifetime).unwrap_or(now)
+}
+
 impl TokenProvider for ClientCredentials {
     fn token(&self) -> BoxFuture<'_, Result<SecretString>> {
         Box::pin(self.cached_or_fetch())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_expires_in_saturates_instead_of_panicking() {
+        let now = Instant::now();
+        let margin = Duration::from_secs(10);
+        for expires_in in [u64::MAX, u64::MAX / 2, i64::MAX as u64, 10u64.pow(15)] {
+            let at = refresh_at(now, expires_in, margin);
+            assert_eq!(at, now + MAX_CACHE_LIFETIME - margin, "{expires_in}");
+        }
+        assert_eq!(
+            refresh_at(now, 86_400, margin),
+            now + Duration::from_secs(86_390)
+        );
+        assert_eq!(refresh_at(now, 5, margin), now, "shorter than the margin");
     }
 }

@@ -994,3 +994,25 @@ async fn invalid_options_are_config_errors() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert_eq!(mock.attempts(), 0);
 }
+
+#[tokio::test]
+async fn a_huge_expires_in_is_cached_without_panicking() {
+    let mock = Mock::start(|_| boxed(ok())).await;
+    mock.set_token_mode(TokenMode::Ok {
+        expires_in: u64::MAX,
+    });
+    let client = ManagementClient::builder()
+        .base_url(mock.api_url())
+        .client_credentials("id", "secret")
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        client
+            .users()
+            .identities()
+            .link("auth0|abc", link_request(), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(mock.token_fetches(), 1, "cached, not refetched");
+}

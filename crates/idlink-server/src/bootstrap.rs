@@ -137,7 +137,11 @@ async fn ensure_admin(store: &dyn Store, config: &Config) -> Result<AdminClient>
             let hash = secrets::hash(secret.clone()).await?;
             store.put_client(&admin_record(id.clone(), hash)).await?;
         }
+        let previous = store.setting(ADMIN_CLIENT_SETTING).await?;
         store.put_setting(ADMIN_CLIENT_SETTING, id).await?;
+        if let Some(previous) = previous.filter(|previous| previous != id) {
+            disable_replaced_admin(store, &previous, id).await?;
+        }
         return Ok(AdminClient {
             client_id: id.clone(),
             generated_secret: None,
@@ -166,6 +170,28 @@ async fn ensure_admin(store: &dyn Store, config: &Config) -> Result<AdminClient>
     })
 }
 
+/// Pinned credentials replace the admin client an earlier start generated (or pinned
+/// differently): left alone, its secret — in `idlink-credentials.json` — would keep
+/// getting tokens with every Management scope. It is disabled rather than deleted (no
+/// secret, no grant, no scope), so the audit trail's `client_id`s still name a client.
+async fn disable_replaced_admin(store: &dyn Store, previous: &str, pinned: &str) -> Result<()> {
+    let Some(mut client) = store.client(previous).await? else {
+        return Ok(());
+    };
+    client.name = format!("{ADMIN_CLIENT_NAME}, replaced by {pinned}");
+    client.secret_hash = None;
+    client.grant_types.clear();
+    client.scopes.clear();
+    store.put_client(&client).await?;
+    tracing::warn!(
+        replaced = previous,
+        pinned,
+        "pinned admin credentials replace the previous admin client {previous}: it is disabled \
+         and its credentials (idlink-credentials.json) no longer get tokens"
+    );
+    Ok(())
+}
+
 /// Writes generated admin credentials to `path` with mode 0600.
 pub fn write_credentials(
     path: &Path,
@@ -173,7 +199,6 @@ pub fn write_credentials(
     public_url: &str,
     audience: &str,
 ) -> Result<()> {
-    use std::io::Write;
     let Some(secret) = &admin.generated_secret else {
         return Ok(());
     };
@@ -183,24 +208,6 @@ pub fn write_credentials(
         "token_url": format!("{public_url}/oauth/token"),
         "audience": audience,
     });
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(Error::internal)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(Error::internal)?;
-    }
-    writeln!(
-        file,
-        "{}",
-        serde_json::to_string_pretty(&body).map_err(Error::internal)?
-    )
-    .map_err(Error::internal)
+    let text = serde_json::to_string_pretty(&body).map_err(Error::internal)? + "\n";
+    crate::private_files::write_private(path, text.as_bytes()).map_err(Error::internal)
 }

@@ -74,7 +74,14 @@ impl Default for Config {
 /// domain = "dev-tenant.example.com"
 /// rate_limit = "enterprise"        # free | enterprise | off | "BURST/RATE_PER_SECOND"
 /// client_rate_limit = "10/5"       # each client's own bucket (default: as rate_limit)
+/// unauthenticated_rate_limit = "10/1" # per source address, requests without a valid token
+///                                  # (default: as rate_limit)
+/// token_rate_limit = "20/2"        # POST /oauth/token per client id (default: generous)
+/// token_address_rate_limit = "20/2" # POST /oauth/token per source address (default: generous)
 /// request_timeout = 30             # seconds before a request is abandoned (503)
+/// header_read_timeout = 5          # seconds to send a whole request head
+/// idle_timeout = 60                # seconds a keep-alive connection may sit unused
+/// max_connections = 1024           # connections served at once (more wait unaccepted)
 ///
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
@@ -107,8 +114,51 @@ pub struct TenantConfig {
     pub rate_limit: Option<RateLimit>,
     /// Rate limit of each client's own bucket (default: the same shape as `rate_limit`).
     pub client_rate_limit: Option<RateLimit>,
+    /// Rate limit of each source address's bucket of Management API requests that do not
+    /// authenticate (default: the same shape as `rate_limit`); they never spend the
+    /// tenant's or a client's bucket.
+    pub unauthenticated_rate_limit: Option<RateLimit>,
+    /// Rate limit of `POST /oauth/token` per client id named (default: generous).
+    pub token_rate_limit: Option<RateLimit>,
+    /// Rate limit of `POST /oauth/token` per source address (default: generous).
+    pub token_address_rate_limit: Option<RateLimit>,
     /// Seconds a request may run before it is abandoned (default 30).
     pub request_timeout: Option<f64>,
+    /// Seconds a client may take to send a whole request head (default 5).
+    pub header_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may sit without a request (default 60).
+    pub idle_timeout: Option<f64>,
+    /// Connections served at once (default 1024); more wait in the listen backlog.
+    pub max_connections: Option<usize>,
+}
+
+impl TenantConfig {
+    /// The connection limits, defaults filled in.
+    pub fn connection_limits(&self) -> Result<crate::connections::ConnectionLimits, String> {
+        let defaults = crate::connections::ConnectionLimits::default();
+        let seconds = |name: &str, value: Option<f64>, default: std::time::Duration| match value {
+            None => Ok(default),
+            Some(s) if s > 0.0 && s.is_finite() => std::time::Duration::try_from_secs_f64(s)
+                .map_err(|e| format!("invalid {name} {s}: {e}")),
+            Some(s) => Err(format!(
+                "invalid {name} {s}: expected a positive number of seconds"
+            )),
+        };
+        let max_connections = match self.max_connections {
+            Some(0) => return Err("invalid max_connections 0: expected at least 1".into()),
+            Some(n) => n,
+            None => defaults.max_connections,
+        };
+        Ok(crate::connections::ConnectionLimits {
+            header_read_timeout: seconds(
+                "header_read_timeout",
+                self.header_read_timeout,
+                defaults.header_read_timeout,
+            )?,
+            idle_timeout: seconds("idle_timeout", self.idle_timeout, defaults.idle_timeout)?,
+            max_connections,
+        })
+    }
 }
 
 /// Token lifetimes, in seconds.

@@ -88,11 +88,16 @@ impl Error {
                 (StatusCode::BAD_REQUEST, Some("invalid_query_string"))
             }
             InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
-            InvalidLinkWith(_) => (StatusCode::BAD_REQUEST, Some("invalid_link_with")),
+            InvalidLinkWith(_) | Domain(domain::Error::BlockedSecondary) => {
+                (StatusCode::BAD_REQUEST, Some("invalid_link_with"))
+            }
             Domain(domain::Error::SecondaryNotFound) => {
                 (StatusCode::BAD_REQUEST, Some("inexistent_user"))
             }
             Domain(domain::Error::UserNotFound) => (StatusCode::NOT_FOUND, Some("inexistent_user")),
+            Domain(domain::Error::ConnectionNotFound) => {
+                (StatusCode::NOT_FOUND, Some("inexistent_connection"))
+            }
             Domain(domain::Error::IdentityNotFound) => {
                 (StatusCode::NOT_FOUND, Some("inexistent_identity"))
             }

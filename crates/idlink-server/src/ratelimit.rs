@@ -1,15 +1,19 @@
 //! Auth0-style rate limiting of the Management API: a token bucket, reported on every
 //! response in `x-ratelimit-limit` / `-remaining` / `-reset`, and 429 with `Retry-After`
 //! when empty. One bucket for the tenant and one per client; a request needs a token
-//! from both.
+//! from both. A request that does not authenticate (no token, or one that does not
+//! verify) spends neither: it draws on its source address's own bucket, so anonymous
+//! floods cannot starve the tenant's callers.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -192,30 +196,78 @@ impl Decision {
     }
 }
 
-/// The token buckets of the Management API: one for the tenant, and one per client
-/// (the `azp` of the bearer token, so a client's users share its bucket).
+/// One bucket per key (a client id, a source address), all of one shape, at most
+/// [`MAX_CLIENT_BUCKETS`] of them.
+#[derive(Debug)]
+pub struct KeyedBuckets {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl KeyedBuckets {
+    /// Full buckets of shape `limit`, made as keys first appear.
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket if there is one.
+    pub fn take(&self, key: &str) -> Decision {
+        let now = Instant::now();
+        let limit = self.limit;
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !buckets.contains_key(key) && buckets.len() >= MAX_CLIENT_BUCKETS {
+            buckets.retain(|_, bucket| !bucket.is_full(limit, now));
+            if buckets.len() >= MAX_CLIENT_BUCKETS {
+                // Every bucket is in use: forgetting them all refills them, which errs
+                // on the side of serving (the tenant bucket still applies).
+                buckets.clear();
+            }
+        }
+        buckets
+            .entry(key.to_owned())
+            .or_insert_with(|| Bucket::full(limit, now))
+            .take(limit, now)
+    }
+}
+
+/// The token buckets of the Management API: one for the tenant, one per client (the
+/// `azp` of the bearer token, so a client's users share its bucket), and one per source
+/// address for requests that do not authenticate.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    client_limit: RateLimit,
     bucket: Mutex<Bucket>,
-    clients: Mutex<HashMap<String, Bucket>>,
+    clients: KeyedBuckets,
+    unauthenticated: KeyedBuckets,
 }
 
 impl RateLimiter {
-    /// Full buckets of shape `limit`, for the tenant and for each client.
+    /// Full buckets of shape `limit`, for the tenant, each client and each address.
     pub fn new(limit: RateLimit) -> Self {
         Self::with_client_limit(limit, limit)
     }
 
-    /// A tenant bucket of shape `tenant` and client buckets of shape `client`.
+    /// A tenant bucket of shape `tenant` and client buckets of shape `client`;
+    /// unauthenticated addresses get the tenant's shape.
     pub fn with_client_limit(tenant: RateLimit, client: RateLimit) -> Self {
         Self {
             limit: tenant,
-            client_limit: client,
             bucket: Mutex::new(Bucket::full(tenant, Instant::now())),
-            clients: Mutex::new(HashMap::new()),
+            clients: KeyedBuckets::new(client),
+            unauthenticated: KeyedBuckets::new(tenant),
         }
+    }
+
+    /// Gives each source address of unauthenticated requests buckets of shape `limit`.
+    pub fn with_unauthenticated_limit(mut self, limit: RateLimit) -> Self {
+        self.unauthenticated = KeyedBuckets::new(limit);
+        self
     }
 
     /// Takes a token from the tenant's bucket if there is one.
@@ -228,28 +280,86 @@ impl RateLimiter {
 
     /// Takes a token from `client`'s bucket if there is one.
     pub fn check_client(&self, client: &str) -> Decision {
-        let now = Instant::now();
-        let limit = self.client_limit;
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !clients.contains_key(client) && clients.len() >= MAX_CLIENT_BUCKETS {
-            clients.retain(|_, bucket| !bucket.is_full(limit, now));
-            if clients.len() >= MAX_CLIENT_BUCKETS {
-                // Every bucket is in use: forgetting them all refills them, which errs
-                // on the side of serving (the tenant bucket still applies).
-                clients.clear();
-            }
-        }
-        clients
-            .entry(client.to_owned())
-            .or_insert_with(|| Bucket::full(limit, now))
-            .take(limit, now)
+        self.clients.take(client)
+    }
+
+    /// Takes a token from the bucket of unauthenticated requests from `source`.
+    pub fn check_unauthenticated(&self, source: Option<IpAddr>) -> Decision {
+        self.unauthenticated.take(&source_key(source))
     }
 }
 
-fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
+/// The address a request came from, when the server recorded it (it does for every
+/// connection; in-process `oneshot` tests have none).
+pub fn source_ip(request: &Request) -> Option<IpAddr> {
+    peer_ip(request.extensions())
+}
+
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The source address as an extractor (never fails: `None` when unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(peer_ip(&parts.extensions)))
+    }
+}
+
+/// The buckets of `POST /oauth/token`, where every attempt with a password or an
+/// unknown secret costs an argon2 computation: one per client id named and one per
+/// source address (so rotating client ids does not escape it).
+#[derive(Debug)]
+pub struct TokenEndpointLimiter {
+    clients: KeyedBuckets,
+    addresses: KeyedBuckets,
+}
+
+impl TokenEndpointLimiter {
+    /// Buckets of shape `per_client` per client id and `per_address` per address.
+    pub fn new(per_client: RateLimit, per_address: RateLimit) -> Self {
+        Self {
+            clients: KeyedBuckets::new(per_client),
+            addresses: KeyedBuckets::new(per_address),
+        }
+    }
+
+    /// Takes a token from the bucket of `source`.
+    pub fn check_address(&self, source: Option<IpAddr>) -> Decision {
+        self.addresses.take(&source_key(source))
+    }
+
+    /// Takes a token from the bucket of the client id a request names.
+    pub fn check_client(&self, client_id: &str) -> Decision {
+        self.clients.take(client_id)
+    }
+}
+
+/// The bucket key of a source address. IPv6 clients are keyed by their /64, which one
+/// host usually holds whole (keying by full address would give it 2^64 buckets).
+fn source_key(source: Option<IpAddr>) -> String {
+    match source {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".to_owned(),
+    }
+}
+
+/// Writes a decision's `x-ratelimit-*` headers.
+pub fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert(
         "x-ratelimit-remaining",
@@ -267,25 +377,31 @@ fn too_many_requests(decision: &Decision) -> Response {
     response
 }
 
-/// Middleware for the Management API routes: the tenant's bucket first; then, when the
-/// bearer token verifies, its client's bucket. The headers report the tighter one. The
+/// Middleware for the Management API routes. When the bearer token verifies: the
+/// tenant's bucket, then its client's; the headers report the tighter one, and the
 /// verified caller is handed on to the [`Principal`] extractor, so the token is verified
-/// once per request.
+/// once per request. When it does not (no token, a bad one): only the source address's
+/// bucket of unauthenticated requests, so they cannot spend the tenant's budget.
 pub async fn middleware(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let mut decision = state.rate_limiter.check();
+    let limiter = &state.rate_limiter;
+    let decision = match Principal::from_headers(request.headers(), &state).await {
+        Ok(principal) => {
+            let tenant = limiter.check();
+            if !tenant.allowed {
+                return too_many_requests(&tenant);
+            }
+            let decision = tenant.tighter(limiter.check_client(principal.client()));
+            request.extensions_mut().insert(principal);
+            decision
+        }
+        Err(_) => limiter.check_unauthenticated(source_ip(&request)),
+    };
     if !decision.allowed {
         return too_many_requests(&decision);
-    }
-    if let Ok(principal) = Principal::from_headers(request.headers(), &state).await {
-        decision = decision.tighter(state.rate_limiter.check_client(principal.client()));
-        request.extensions_mut().insert(principal);
-        if !decision.allowed {
-            return too_many_requests(&decision);
-        }
     }
     let mut response = next.run(request).await;
     put_headers(response.headers_mut(), &decision);
@@ -305,7 +421,10 @@ pub async fn authentication_middleware(
         return too_many_requests(&decision);
     }
     let mut response = next.run(request).await;
-    put_headers(response.headers_mut(), &decision);
+    // A handler's own bucket (the token endpoint's) reports itself.
+    if !response.headers().contains_key("x-ratelimit-limit") {
+        put_headers(response.headers_mut(), &decision);
+    }
     response
 }
 
@@ -374,7 +493,7 @@ mod tests {
         for i in 0..MAX_CLIENT_BUCKETS + 5 {
             assert!(limiter.check_client(&i.to_string()).allowed);
         }
-        assert!(limiter.clients.lock().unwrap().len() <= MAX_CLIENT_BUCKETS);
+        assert!(limiter.clients.buckets.lock().unwrap().len() <= MAX_CLIENT_BUCKETS);
     }
 
     #[test]
@@ -385,5 +504,25 @@ mod tests {
             enforced: false,
         });
         assert!((0..5).all(|_| limiter.check().allowed));
+    }
+
+    #[test]
+    fn unauthenticated_addresses_have_their_own_buckets() {
+        let limiter = RateLimiter::new(RateLimit::new(100, 0.001))
+            .with_unauthenticated_limit(RateLimit::new(1, 0.001));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limiter.check_unauthenticated(Some(a)).allowed);
+        assert!(!limiter.check_unauthenticated(Some(a)).allowed);
+        assert!(limiter.check_unauthenticated(Some(b)).allowed);
+        assert_eq!(
+            limiter.check().remaining,
+            99,
+            "the tenant's bucket is untouched"
+        );
+        let host: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+        assert!(limiter.check_unauthenticated(Some(host)).allowed);
+        assert!(!limiter.check_unauthenticated(Some(same_64)).allowed);
     }
 }

@@ -11,7 +11,8 @@ use crate::auth::secrets::ClientSecretCache;
 use crate::auth::tokens::{Tenant, Tokens};
 use crate::bootstrap::{self, AdminClient};
 use crate::config::Config;
-use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::connections::{self, ConnectionLimits};
+use crate::ratelimit::{RateLimit, RateLimiter, TokenEndpointLimiter};
 use crate::state::AppState;
 use crate::store;
 use crate::tls::{self, Tls, TlsListener};
@@ -29,6 +30,7 @@ pub struct Server {
     audience: String,
     tls: Option<Tls>,
     key_refresh: std::time::Duration,
+    connection_limits: ConnectionLimits,
 }
 
 /// `(public_url, api host)` for a server listening on `local_addr`.
@@ -100,15 +102,28 @@ impl Server {
             store,
             connections: Arc::new(tenant_state.connections),
             client_secrets: ClientSecretCache::default(),
-            rate_limiter: Arc::new(RateLimiter::with_client_limit(
-                config.tenant.rate_limit.unwrap_or_default(),
-                config
-                    .tenant
-                    .client_rate_limit
-                    .or(config.tenant.rate_limit)
-                    .unwrap_or_default(),
-            )),
+            rate_limiter: Arc::new(
+                RateLimiter::with_client_limit(
+                    config.tenant.rate_limit.unwrap_or_default(),
+                    config
+                        .tenant
+                        .client_rate_limit
+                        .or(config.tenant.rate_limit)
+                        .unwrap_or_default(),
+                )
+                .with_unauthenticated_limit(
+                    config
+                        .tenant
+                        .unauthenticated_rate_limit
+                        .or(config.tenant.rate_limit)
+                        .unwrap_or_default(),
+                ),
+            ),
             authentication_limiter: Arc::new(RateLimiter::new(RateLimit::GENEROUS)),
+            token_limiter: Arc::new(TokenEndpointLimiter::new(
+                config.tenant.token_rate_limit.unwrap_or_default(),
+                config.tenant.token_address_rate_limit.unwrap_or_default(),
+            )),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
         };
@@ -122,6 +137,7 @@ impl Server {
             key_refresh: std::time::Duration::from_secs(
                 config.tenant.tokens.key_refresh_interval.max(1),
             ),
+            connection_limits: config.tenant.connection_limits()?,
         })
     }
 
@@ -164,15 +180,15 @@ impl Server {
         let app = crate::http::app(self.state);
         match &self.tls {
             Some(tls) => {
-                axum::serve(TlsListener::new(self.listener, tls), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                connections::serve(
+                    TlsListener::new(self.listener, tls),
+                    app,
+                    self.connection_limits,
+                    shutdown,
+                )
+                .await
             }
-            None => {
-                axum::serve(self.listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+            None => connections::serve(self.listener, app, self.connection_limits, shutdown).await,
         }
     }
 }

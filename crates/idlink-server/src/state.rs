@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::secrets::ClientSecretCache;
 use crate::auth::tokens::Tokens;
 use crate::domain::model::Connection;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, TokenEndpointLimiter};
 use crate::store::Store;
 
 /// Cheap to clone: everything inside is shared.
@@ -20,6 +20,8 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// The bucket of the routes outside the Management API (tokens, keys, health).
     pub authentication_limiter: Arc<RateLimiter>,
+    /// `POST /oauth/token`'s buckets per client id and per source address.
+    pub token_limiter: Arc<TokenEndpointLimiter>,
     /// The URL clients reach the server at, without a trailing slash.
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).

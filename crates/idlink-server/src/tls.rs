@@ -107,6 +107,7 @@ pub fn load(settings: &TlsSettings, names: &[String]) -> Result<Tls, TlsError> {
     if chain.is_empty() {
         return Err(format!("no certificate in {}", cert_path.display()).into());
     }
+    crate::private_files::warn_if_readable_by_others(&key_path);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("cannot read TLS key {}: {e}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -139,29 +140,11 @@ fn create_self_signed(cert_path: &Path, key_path: &Path, names: &[String]) -> Re
     if let Some(dir) = cert_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    write_private(key_path, key.serialize_pem().as_bytes())
+    crate::private_files::write_private(key_path, key.serialize_pem().as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
     std::fs::write(cert_path, cert.pem())
         .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     Ok(())
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(contents)
 }
 
 type Ready = (TlsStream<TcpStream>, SocketAddr);

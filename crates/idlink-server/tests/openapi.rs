@@ -81,7 +81,10 @@ async fn document(api: &Api) -> Value {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
     response.json().await.unwrap()
 }
 

@@ -103,7 +103,7 @@ async fn user_tokens_draw_on_their_clients_bucket() {
 }
 
 #[tokio::test]
-async fn headers_report_the_tighter_bucket_and_bad_tokens_spend_only_the_tenants() {
+async fn headers_report_the_tighter_bucket_and_bad_tokens_spend_only_their_addresss() {
     // The tenant bucket is the tighter one here.
     let server = TestServer::start_with(|c| {
         c.tenant.rate_limit = Some(RateLimit::new(5, 0.1));
@@ -116,15 +116,21 @@ async fn headers_report_the_tighter_bucket_and_bad_tokens_spend_only_the_tenants
     assert_eq!(header(&reply, "x-ratelimit-limit"), 5);
     assert_eq!(header(&reply, "x-ratelimit-remaining"), 4);
 
-    // Requests with a forged token are refused with 401 and cost the tenant bucket only.
-    for _ in 0..4 {
+    // Requests with a forged token are refused with 401 and spend their source
+    // address's bucket of unauthenticated requests (by default the tenant's shape), never
+    // the tenant's: the admin keeps its budget.
+    for remaining in (0..5).rev() {
         let reply = api
             .send_as(Some("not.a.token"), Method::GET, "/api/v2/users", None)
             .await;
         reply.assert_error(401, "invalid_token");
         assert_eq!(header(&reply, "x-ratelimit-limit"), 5);
+        assert_eq!(header(&reply, "x-ratelimit-remaining"), remaining);
     }
-    let reply = api.get("/api/v2/users").await;
+    let reply = api.send_as(None, Method::GET, "/api/v2/users", None).await;
     reply.assert_error(429, "too_many_requests");
     assert!(reply.headers.contains_key("retry-after"));
+    let reply = api.get("/api/v2/users").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(header(&reply, "x-ratelimit-remaining"), 3);
 }

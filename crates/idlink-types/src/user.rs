@@ -80,6 +80,9 @@ pub struct User {
     /// Number of logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logins_count: Option<i64>,
+    /// When the password was last changed, ISO-8601.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_password_reset: Option<String>,
     /// Every other field, verbatim.
     #[serde(flatten)]
     #[cfg_attr(feature = "openapi", schema(ignore))]

@@ -102,9 +102,28 @@ struct ServeArgs {
     /// Each client's own bucket (default: the same shape as --rate-limit).
     #[arg(long, env = "IDLINK_CLIENT_RATE_LIMIT")]
     client_rate_limit: Option<RateLimit>,
+    /// Each source address's bucket of requests without a valid token, which never spend
+    /// the tenant's or a client's (default: the same shape as --rate-limit).
+    #[arg(long, env = "IDLINK_UNAUTHENTICATED_RATE_LIMIT")]
+    unauthenticated_rate_limit: Option<RateLimit>,
+    /// POST /oauth/token: each client id's bucket (default: generous).
+    #[arg(long, env = "IDLINK_TOKEN_RATE_LIMIT")]
+    token_rate_limit: Option<RateLimit>,
+    /// POST /oauth/token: each source address's bucket (default: generous).
+    #[arg(long, env = "IDLINK_TOKEN_ADDRESS_RATE_LIMIT")]
+    token_address_rate_limit: Option<RateLimit>,
     /// Seconds a request may run before it is abandoned with a 503 (default 30).
     #[arg(long, env = "IDLINK_REQUEST_TIMEOUT")]
     request_timeout: Option<f64>,
+    /// Seconds a client may take to send a whole request head (default 5).
+    #[arg(long, env = "IDLINK_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may sit without a request (default 60).
+    #[arg(long, env = "IDLINK_IDLE_TIMEOUT")]
+    idle_timeout: Option<f64>,
+    /// Connections served at once (default 1024); more wait until one closes.
+    #[arg(long, env = "IDLINK_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Pin the admin client's id (with --admin-client-secret).
     #[arg(long, env = "IDLINK_ADMIN_CLIENT_ID", requires = "admin_client_secret")]
     admin_client_id: Option<String>,
@@ -147,8 +166,26 @@ impl ServeArgs {
         if self.client_rate_limit.is_some() {
             tenant.client_rate_limit = self.client_rate_limit;
         }
+        if self.unauthenticated_rate_limit.is_some() {
+            tenant.unauthenticated_rate_limit = self.unauthenticated_rate_limit;
+        }
+        if self.token_rate_limit.is_some() {
+            tenant.token_rate_limit = self.token_rate_limit;
+        }
+        if self.token_address_rate_limit.is_some() {
+            tenant.token_address_rate_limit = self.token_address_rate_limit;
+        }
         if self.request_timeout.is_some() {
             tenant.request_timeout = self.request_timeout;
+        }
+        if self.header_read_timeout.is_some() {
+            tenant.header_read_timeout = self.header_read_timeout;
+        }
+        if self.idle_timeout.is_some() {
+            tenant.idle_timeout = self.idle_timeout;
+        }
+        if self.max_connections.is_some() {
+            tenant.max_connections = self.max_connections;
         }
         let mut config = Config {
             bind: self.bind,

@@ -56,6 +56,14 @@ impl Principal {
             Err(Error::InsufficientScope(scopes))
         }
     }
+
+    /// Authorizes a link that names its secondary (`{"provider", "user_id"}`) instead
+    /// of proving it with a `link_with` token. Naming an account proves nothing about
+    /// owning it, so only `update:users` may do it (as Auth0 documents): with just
+    /// `update:current_user_identities`, a user could absorb anyone's account.
+    pub fn authorize_link_by_name(&self) -> Result<()> {
+        self.require_any(&["update:users"])
+    }
 }
 
 impl Principal {

@@ -14,6 +14,7 @@ pub const MANAGEMENT_SCOPES: &[&str] = &[
     "read:user_idp_tokens",
     "read:logs",
     "read:logs_users",
+    "read:connections",
 ];
 
 /// Scopes a user's own access token for the Management API may carry.

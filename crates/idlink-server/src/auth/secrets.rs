@@ -1,54 +1,183 @@
-//! Passwords and client secrets: argon2id at rest, verified off the async threads.
+//! Passwords and client secrets: argon2id at rest, computed off the async threads, a
+//! few at a time, in reused work areas.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 
-/// Hashes a secret with argon2id (default parameters: 19 MiB, 2 passes).
-pub async fn hash(secret: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&secret))
+/// argon2id memory per hash, in KiB: OWASP's minimum (Password Storage Cheat Sheet:
+/// m = 19 MiB, t = 2, p = 1), which is also the `argon2` crate's default.
+pub const MEMORY_KIB: u32 = 19 * 1024;
+/// argon2id passes.
+pub const PASSES: u32 = 2;
+/// argon2id lanes.
+pub const LANES: u32 = 1;
+/// Most argon2 computations at once: the machine's cores, at most 4. More wait in line
+/// (first come, first served), so the memory in use is bounded however many requests
+/// arrive: each computation needs `MEMORY_KIB` (19 MiB).
+pub const MAX_CONCURRENT_CAP: usize = 4;
+/// A stored hash asking for more memory than this (a foreign import) is not computed:
+/// it would let one request take that much.
+const MAX_MEMORY_KIB: u32 = 64 * 1024;
+
+fn parameters() -> Result<Params> {
+    Params::new(MEMORY_KIB, PASSES, LANES, None).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// The queue in front of argon2.
+fn permits() -> &'static Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS.get_or_init(|| Arc::new(Semaphore::new(max_concurrent())))
+}
+
+/// How many argon2 computations may run at once.
+pub fn max_concurrent() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.clamp(1, MAX_CONCURRENT_CAP)
+}
+
+/// argon2's work areas, reused: at most one per permit is ever allocated. Allocating
+/// 19 MiB per hash on whichever blocking thread ran it made glibc keep the freed areas
+/// in per-thread arenas — 1.7 GB after a burst of failed sign-ins, never returned.
+fn work_areas() -> &'static Mutex<Vec<Vec<Block>>> {
+    static AREAS: OnceLock<Mutex<Vec<Vec<Block>>>> = OnceLock::new();
+    AREAS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Runs `work` with a work area of `blocks` blocks, on the blocking pool, after waiting
+/// for a permit. The permit and the area go back when the work ends, even if the
+/// request that asked for it has gone meanwhile.
+async fn with_work_area<T: Send + 'static>(
+    blocks: usize,
+    work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+) -> Result<T> {
+    let permit = permits()
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(Error::internal)?
+        .map_err(Error::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let areas = work_areas();
+        let mut area = areas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        if area.len() < blocks {
+            area.resize(blocks, Block::default());
+        }
+        let result = work(&mut area[..blocks]);
+        areas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(area);
+        result
+    })
+    .await
+    .map_err(Error::internal)
 }
 
-/// The blocking form of [`hash`], for start-up.
+/// Hashes a secret with argon2id ([`MEMORY_KIB`], [`PASSES`], [`LANES`]) into a PHC
+/// string.
+pub async fn hash(secret: String) -> Result<String> {
+    let params = parameters()?;
+    with_work_area(params.block_count(), move |area| {
+        hash_into(&secret, &params, area)
+    })
+    .await?
+}
+
+/// The blocking form of [`hash`], for start-up (no queue: nothing else runs yet).
 pub fn hash_blocking(secret: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(e.to_string()))
+    let params = parameters()?;
+    let mut area = vec![Block::default(); params.block_count()];
+    hash_into(secret, &params, &mut area)
 }
 
-fn verify_blocking(secret: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
+fn hash_into(secret: &str, params: &Params, area: &mut [Block]) -> Result<String> {
+    let failed = |e: &dyn std::fmt::Display| Error::internal(e.to_string());
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(secret.as_bytes(), salt_bytes, &mut out, area)
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// What verifying against a PHC string needs, parsed before queueing.
+struct Stored {
+    argon2: Argon2<'static>,
+    salt: Vec<u8>,
+    expected: Vec<u8>,
+    blocks: usize,
+}
+
+impl Stored {
+    fn parse(phc: &str) -> Option<Self> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).ok()?;
+        if params.m_cost() > MAX_MEMORY_KIB {
+            return None;
+        }
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?.to_vec();
+        let expected = parsed.hash?.as_bytes().to_vec();
+        Some(Self {
+            blocks: params.block_count(),
+            argon2: Argon2::new(algorithm, version, params),
+            salt,
+            expected,
         })
-        .unwrap_or(false)
+    }
+
+    fn matches(&self, secret: &str, area: &mut [Block]) -> bool {
+        let mut out = vec![0u8; self.expected.len()];
+        self.argon2
+            .hash_password_into_with_memory(secret.as_bytes(), &self.salt, &mut out, area)
+            .is_ok()
+            && bool::from(out.ct_eq(&self.expected))
+    }
+}
+
+/// The hash an unknown user or client is checked against, so that it costs the same
+/// time as a wrong password.
+fn dummy() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_blocking("idlink-dummy").unwrap_or_default())
 }
 
 /// Checks `secret` against an argon2 PHC string. With `None` it checks against a fixed
 /// dummy hash and fails, so that an unknown user costs the same time as a wrong password.
 pub async fn verify(secret: String, phc: Option<String>) -> Result<bool> {
-    tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => verify_blocking(&secret, &phc),
-        None => {
-            static DUMMY: OnceLock<String> = OnceLock::new();
-            let dummy = DUMMY.get_or_init(|| hash_blocking("idlink-dummy").unwrap_or_default());
-            verify_blocking(&secret, dummy);
-            false
-        }
-    })
-    .await
-    .map_err(Error::internal)
+    let known = phc.is_some();
+    let phc = phc.unwrap_or_else(|| dummy().to_owned());
+    let Some(stored) = Stored::parse(&phc) else {
+        return Ok(false);
+    };
+    let blocks = stored.blocks;
+    let matched = with_work_area(blocks, move |area| stored.matches(&secret, area)).await?;
+    Ok(known && matched)
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -116,10 +245,43 @@ mod tests {
         );
         assert!(!verify("wrong".into(), Some(phc.clone())).await.unwrap());
         assert!(!verify("anything".into(), None).await.unwrap());
+        assert!(phc.contains("m=19456,t=2,p=1"), "{phc}");
+        // Hashes made by the argon2 crate's own API still verify (existing databases).
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let foreign = Argon2::default()
+            .hash_password(b"old", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("old".into(), Some(foreign.clone())).await.unwrap());
+        assert!(!verify("new".into(), Some(foreign)).await.unwrap());
+        assert!(!verify("x".into(), Some("not a hash".into())).await.unwrap());
 
         let cache = ClientSecretCache::default();
         assert!(cache.verify("c", "correct horse", &phc).await.unwrap());
         assert!(cache.verify("c", "correct horse", &phc).await.unwrap());
         assert!(!cache.verify("c", "wrong", &phc).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_verifications_queue_and_reuse_a_bounded_set_of_work_areas() {
+        let phc = hash("secret".into()).await.unwrap();
+        let attempts: Vec<_> = (0..32)
+            .map(|i| {
+                let phc = phc.clone();
+                tokio::spawn(async move { verify(format!("wrong {i}"), Some(phc)).await })
+            })
+            .collect();
+        for attempt in attempts {
+            assert!(!attempt.await.unwrap().unwrap());
+        }
+        let areas = work_areas().lock().unwrap();
+        assert!(
+            !areas.is_empty() && areas.len() <= max_concurrent(),
+            "{} work areas for at most {} computations at once",
+            areas.len(),
+            max_concurrent()
+        );
+        assert!(max_concurrent() <= MAX_CONCURRENT_CAP);
     }
 }

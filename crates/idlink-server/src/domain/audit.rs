@@ -94,6 +94,60 @@ fn clip(id: &str) -> String {
     format!("{}…", &id[..end])
 }
 
+/// Most bytes an event's `details` take once serialised, whatever the request held: a
+/// refused request is recorded, so without a bound every refusal of a 1 MB body would
+/// store 1 MB (20 refused links grew a database by 23 MB).
+pub const MAX_DETAILS_BYTES: usize = 4096;
+
+/// Longest string kept inside `details` (and in `description`); longer ones keep their
+/// start and a marker saying how long they were.
+pub const MAX_DETAIL_STRING: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking what was cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes]", &s[..end], s.len())
+}
+
+/// Truncates every string in `value` (keys included) to `max` bytes.
+fn truncate_strings(value: &mut Value, max: usize) {
+    match value {
+        Value::String(s) if s.len() > max => *s = truncate(s, max),
+        Value::Array(items) => items.iter_mut().for_each(|v| truncate_strings(v, max)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut v) in entries {
+                truncate_strings(&mut v, max);
+                map.insert(truncate(&key, max), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Bounds `details` to [`MAX_DETAILS_BYTES`]: long strings are truncated first, shorter
+/// still if that is not enough; as a last resort the request body is replaced by a
+/// marker (the status, error and caller are always kept).
+fn bound_details(details: &mut Value) {
+    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |bytes| bytes.len());
+    for max in [MAX_DETAIL_STRING, 64] {
+        truncate_strings(details, max);
+        if size(details) <= MAX_DETAILS_BYTES {
+            return;
+        }
+    }
+    details["request"]["body"] = json!("[truncated]");
+    if size(details) > MAX_DETAILS_BYTES {
+        details["request"] = json!("[truncated]");
+    }
+}
+
 /// A time-ordered numeric id, like Auth0's log ids.
 pub fn log_id() -> String {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
@@ -128,8 +182,22 @@ impl LogEvent {
         }
         let description = match error {
             None => operation.description().to_owned(),
-            Some((_, message)) => format!("{}: {message}", operation.description()),
+            Some((_, message)) => truncate(
+                &format!("{}: {message}", operation.description()),
+                MAX_DETAIL_STRING,
+            ),
         };
+        let mut details = json!({
+            "request": {
+                "method": match operation { Operation::Link => "post", Operation::Unlink => "delete" },
+                "primary_user_id": primary,
+                "body": request,
+                "auth": {"sub": actor.sub, "client_id": actor.client_id, "scopes": actor.scope.split_whitespace().collect::<Vec<_>>()},
+            },
+            "response": response,
+        });
+        // Successes and failures alike: every event is bounded in this one place.
+        bound_details(&mut details);
         LogEvent {
             log_id: log_id(),
             date: date.to_owned(),
@@ -138,15 +206,7 @@ impl LogEvent {
             client_id: actor.client_id.as_deref().map(clip),
             user_id: Some(clip(primary)),
             secondary_user_id: secondary_user_id.as_deref().map(clip),
-            details: json!({
-                "request": {
-                    "method": match operation { Operation::Link => "post", Operation::Unlink => "delete" },
-                    "primary_user_id": primary,
-                    "body": request,
-                    "auth": {"sub": actor.sub, "client_id": actor.client_id, "scopes": actor.scope.split_whitespace().collect::<Vec<_>>()},
-                },
-                "response": response,
-            }),
+            details,
         }
     }
 
@@ -178,6 +238,18 @@ impl LogEvent {
             None,
             date,
         )
+    }
+
+    /// Marks the event of an unlink that changed nothing because the identity is not on
+    /// the user (Auth0 answers 200 with the identities unchanged): its description and
+    /// `details.response.no_op` say so, so the trail never shows it as an unlink done.
+    pub fn into_no_op(mut self) -> Self {
+        self.description = format!(
+            "{}: nothing to do, the identity is not on the user",
+            self.description
+        );
+        self.details["response"]["no_op"] = json!(true);
+        self
     }
 
     /// The wire shape of `GET /api/v2/logs`.
@@ -286,5 +358,58 @@ mod tests {
                 .starts_with("éé")
         );
         assert_eq!(log_id().len(), 32);
+    }
+
+    #[test]
+    fn every_event_is_bounded_and_marks_what_it_cut() {
+        let actor = Actor {
+            client_id: Some("cid".into()),
+            sub: "cid@clients".into(),
+            scope: "update:users ".repeat(2000),
+        };
+        let huge = "x".repeat(1 << 20);
+        for error in [None, Some(("invalid_body", huge.as_str()))] {
+            let event = LogEvent::new(
+                Operation::Link,
+                &actor,
+                &huge,
+                Some(huge.clone()),
+                json!({"provider": huge, "user_id": huge, huge.clone(): [huge, huge]}),
+                400,
+                error,
+                "d",
+            );
+            let details = serde_json::to_vec(&event.details).unwrap();
+            assert!(details.len() <= MAX_DETAILS_BYTES, "{}", details.len());
+            assert!(event.description.len() <= MAX_DETAIL_STRING + 40);
+            assert_eq!(event.details["response"]["statusCode"], 400);
+            assert!(
+                event.details.to_string().contains("[truncated"),
+                "the cut is marked"
+            );
+        }
+        // Small events are untouched.
+        let event = LogEvent::new(
+            Operation::Link,
+            &actor_small(),
+            "auth0|1",
+            None,
+            json!({"provider": "github", "user_id": "x".repeat(MAX_DETAIL_STRING)}),
+            201,
+            None,
+            "d",
+        );
+        assert_eq!(
+            event.details["request"]["body"]["user_id"],
+            "x".repeat(MAX_DETAIL_STRING)
+        );
+    }
+
+    fn actor_small() -> Actor {
+        Actor {
+            client_id: None,
+            sub: "auth0|1".into(),
+            scope: "update:current_user_identities".into(),
+        }
     }
 }

@@ -15,9 +15,16 @@ pub enum Error {
     /// not of the named connection).
     #[error("Provided secondary account not found.")]
     SecondaryNotFound,
+    /// A `link_with` token of a blocked user: it could not sign in, so its ID token does
+    /// not prove the account.
+    #[error("JWT (link_with) belongs to a blocked user.")]
+    BlockedSecondary,
     /// The user acted on does not exist.
     #[error("The user does not exist.")]
     UserNotFound,
+    /// The connection asked for does not exist.
+    #[error("The connection does not exist.")]
+    ConnectionNotFound,
     /// The identity to unlink is not on the user.
     #[error("The identity does not exist on this user.")]
     IdentityNotFound,

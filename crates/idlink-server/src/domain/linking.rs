@@ -5,7 +5,8 @@
 use serde_json::Map;
 
 use super::error::{Error, Result};
-use super::model::{Identity, IdentityKey, Profile, UserRecord};
+use super::invented;
+use super::model::{DATABASE_STRATEGY, Identity, IdentityKey, LinkState, Profile, UserRecord};
 
 /// What linking a secondary user into a primary changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,14 +22,26 @@ pub struct LinkPlan {
     pub identities: Vec<Identity>,
 }
 
+/// How a link request designates its secondary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProof {
+    /// The secondary's own ID token (`link_with`): it proves the caller signed in as the
+    /// secondary, which a blocked user cannot do, so a blocked secondary is refused.
+    IdToken,
+    /// Named by a caller allowed to act on every user (`update:users`); `connection_id`,
+    /// when given, must be the named identity's connection.
+    Named { connection_id: Option<String> },
+}
+
 /// Decides a link.
 ///
 /// `secondary` is the standalone user whose main identity `target` names, if there is
-/// one. `connection_id`, when given, must be that identity's connection.
+/// one, as loaded inside the link's transaction (so a block that lands while the request
+/// runs still counts).
 pub fn plan_link(
     primary: &UserRecord,
     target: &IdentityKey,
-    connection_id: Option<&str>,
+    proof: &LinkProof,
     secondary: Option<&UserRecord>,
 ) -> Result<LinkPlan> {
     let (main, linked) = primary
@@ -51,13 +64,18 @@ pub fn plan_link(
     if !secondary_main.is(target) {
         return Err(Error::SecondaryNotFound);
     }
-    if connection_id.is_some_and(|id| id != secondary_main.connection_id) {
-        return Err(Error::SecondaryNotFound);
+    match proof {
+        LinkProof::IdToken if secondary.blocked => return Err(Error::BlockedSecondary),
+        LinkProof::Named {
+            connection_id: Some(id),
+        } if *id != secondary_main.connection_id => return Err(Error::SecondaryNotFound),
+        _ => {}
     }
 
     let mut moved = Vec::with_capacity(secondary.identities.len());
     moved.push(Identity {
         profile_data: Some(secondary.profile.to_profile_data()),
+        link_state: LinkState::of(secondary),
         ..secondary_main.clone()
     });
     moved.extend(secondary_linked.iter().cloned());
@@ -68,7 +86,7 @@ pub fn plan_link(
         secondary_user_id: secondary.user_id.clone(),
         moved,
         first_position: primary.identities.len(),
-        identities,
+        identities: answered_identities(&primary.profile, identities),
     })
 }
 
@@ -91,29 +109,40 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         .identities
         .iter()
         .position(|identity| identity.is(target))
+        // Not on the user: a no-op for the caller (see `unlink_no_op_answer`); the
+        // error makes the store write nothing.
         .ok_or(Error::IdentityNotFound)?;
     if index == 0 {
         return Err(Error::MainIdentityRemoval);
     }
     let mut remaining = primary.identities.clone();
     let removed = remaining.remove(index);
-    let profile = removed
+    let mut profile = removed
         .profile_data
         .as_ref()
         .map(Profile::from_profile_data)
         .unwrap_or_default();
+    // profileData holds only supplied attributes; a recreated database user gets the
+    // defaults every database user has, as at creation.
+    if removed.provider == DATABASE_STRATEGY {
+        invented::fill_database_defaults(&mut profile);
+    }
     let new_user = UserRecord {
         user_id: removed.key().to_user_id(),
         profile,
-        user_metadata: Map::new(),
+        user_metadata: None,
         app_metadata: Map::new(),
-        blocked: false,
+        blocked: removed.link_state.blocked,
+        // A block the identity carried while linked is one that was set.
+        blocked_ever_set: removed.link_state.blocked,
         last_login: None,
         logins_count: 0,
+        last_password_reset: None,
         created_at: now.to_owned(),
         updated_at: now.to_owned(),
         identities: vec![Identity {
             profile_data: None,
+            link_state: LinkState::default(),
             ..removed.clone()
         }],
     };
@@ -121,8 +150,30 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
         removed,
         position: index,
         new_user,
-        remaining,
+        remaining: answered_identities(&primary.profile, remaining),
     })
+}
+
+/// The answer to an unlink of an identity that is not on the user: nothing changes and
+/// the user's identities come back as for a real unlink (Auth0 answers 200, recorded:
+/// ruby-auth0's unlink with a `provider|`-prefixed path id).
+pub fn unlink_no_op_answer(primary: &UserRecord) -> Vec<Identity> {
+    answered_identities(&primary.profile, primary.identities.clone())
+}
+
+/// `identities` as link and unlink answer them: every one with its `profileData`, the
+/// main identity's being the user's own supplied root attributes with their current
+/// values (recorded: every link and unlink answer). `GET user` differs: there the main
+/// identity has none (see [`Identity::to_wire`]).
+fn answered_identities(main_profile: &Profile, mut identities: Vec<Identity>) -> Vec<Identity> {
+    for (position, identity) in identities.iter_mut().enumerate() {
+        if position == 0 {
+            identity.profile_data = Some(main_profile.to_profile_data());
+        } else {
+            identity.profile_data.get_or_insert_with(Map::new);
+        }
+    }
+    identities
 }
 
 #[cfg(test)]
@@ -139,6 +190,7 @@ mod tests {
             connection: provider.into(),
             is_social: provider != "auth0",
             profile_data: None,
+            link_state: LinkState::default(),
         }
     }
 
@@ -150,11 +202,13 @@ mod tests {
                 email_verified: true,
                 ..Profile::default()
             },
-            user_metadata: json!({"k": 1}).as_object().unwrap().clone(),
+            user_metadata: json!({"k": 1}).as_object().cloned(),
             app_metadata: Map::new(),
             blocked: false,
+            blocked_ever_set: false,
             last_login: None,
             logins_count: 0,
+            last_password_reset: None,
             created_at: "t0".into(),
             updated_at: "t0".into(),
             identities: vec![identity(provider, UserId::from(id))],
@@ -177,7 +231,9 @@ mod tests {
         let plan = plan_link(
             &primary,
             &IdentityKey::new("google-oauth2", "111"),
-            None,
+            &LinkProof::Named {
+                connection_id: None,
+            },
             Some(&secondary),
         )
         .unwrap();
@@ -197,6 +253,11 @@ mod tests {
             plan.identities[2], github,
             "already-linked identities keep their profileData"
         );
+        assert_eq!(
+            plan.identities[0].profile_data,
+            Some(primary.profile.to_profile_data()),
+            "the primary's identity carries the primary's own profile"
+        );
     }
 
     #[test]
@@ -207,17 +268,22 @@ mod tests {
             .push(identity("github", UserId::Integer(7)));
         let secondary = user("google-oauth2", "111", "s@example.com");
         let key = |p: &str, id: &str| IdentityKey::new(p, id);
+        let by_name = LinkProof::Named {
+            connection_id: None,
+        };
 
-        let same = plan_link(&primary, &key("auth0", "aaa"), None, Some(&primary));
+        let same = plan_link(&primary, &key("auth0", "aaa"), &by_name, Some(&primary));
         assert!(matches!(same, Err(Error::SameIdentity)));
-        let conflict = plan_link(&primary, &key("github", "7"), None, None);
+        let conflict = plan_link(&primary, &key("github", "7"), &by_name, None);
         assert!(matches!(conflict, Err(Error::IdentityConflict)));
-        let missing = plan_link(&primary, &key("google-oauth2", "999"), None, None);
+        let missing = plan_link(&primary, &key("google-oauth2", "999"), &by_name, None);
         assert!(matches!(missing, Err(Error::SecondaryNotFound)));
         let wrong_connection = plan_link(
             &primary,
             &key("google-oauth2", "111"),
-            Some("con_XXXXXXXXXXXXXXXX"),
+            &LinkProof::Named {
+                connection_id: Some("con_XXXXXXXXXXXXXXXX".into()),
+            },
             Some(&secondary),
         );
         assert!(matches!(wrong_connection, Err(Error::SecondaryNotFound)));
@@ -230,7 +296,9 @@ mod tests {
         let linked = plan_link(
             &primary,
             &IdentityKey::new("github", "7"),
-            None,
+            &LinkProof::Named {
+                connection_id: None,
+            },
             Some(&secondary),
         )
         .unwrap();
@@ -241,18 +309,88 @@ mod tests {
 
         let plan = plan_unlink(&primary, &IdentityKey::new("github", "7"), "t1").unwrap();
         assert_eq!(plan.remaining.len(), 1);
+        assert_eq!(
+            plan.remaining[0].profile_data.as_ref().unwrap()["email"],
+            "p@example.com"
+        );
+        assert_eq!(
+            unlink_no_op_answer(&primary)[1]
+                .profile_data
+                .as_ref()
+                .unwrap()["email"],
+            "gh@example.com"
+        );
         assert_eq!(plan.new_user.user_id, "github|7");
         assert_eq!(plan.new_user.profile, secondary.profile);
-        assert!(plan.new_user.user_metadata.is_empty());
+        assert_eq!(plan.new_user.user_metadata, None);
         assert_eq!(plan.new_user.identities[0].profile_data, None);
 
         assert!(matches!(
             plan_unlink(&primary, &IdentityKey::new("auth0", "aaa"), "t1"),
             Err(Error::MainIdentityRemoval)
         ));
+
+        // A database secondary comes back with the defaults its profileData left out.
+        let db_secondary = user("auth0", "bbb", "Bee@example.com");
+        let linked = plan_link(
+            &primary,
+            &IdentityKey::new("auth0", "bbb"),
+            &LinkProof::Named {
+                connection_id: None,
+            },
+            Some(&db_secondary),
+        )
+        .unwrap();
+        let with_db = UserRecord {
+            identities: linked.identities,
+            ..primary.clone()
+        };
+        let plan = plan_unlink(&with_db, &IdentityKey::literal("auth0", "bbb"), "t1").unwrap();
+        assert_eq!(
+            plan.new_user.profile.name.as_deref(),
+            Some("Bee@example.com")
+        );
+        assert_eq!(plan.new_user.profile.nickname.as_deref(), Some("Bee"));
+        assert!(plan.new_user.profile.invented.contains("picture"));
         assert!(matches!(
             plan_unlink(&primary, &IdentityKey::new("github", "8"), "t1"),
             Err(Error::IdentityNotFound)
         ));
+    }
+
+    #[test]
+    fn a_blocked_secondary_needs_an_admin_and_stays_blocked_through_unlink() {
+        let primary = user("auth0", "aaa", "p@example.com");
+        let secondary = UserRecord {
+            blocked: true,
+            ..user("auth0", "bbb", "s@example.com")
+        };
+        let target = IdentityKey::new("auth0", "bbb");
+        let by_token = plan_link(&primary, &target, &LinkProof::IdToken, Some(&secondary));
+        assert!(matches!(by_token, Err(Error::BlockedSecondary)));
+
+        let by_name = LinkProof::Named {
+            connection_id: None,
+        };
+        let plan = plan_link(&primary, &target, &by_name, Some(&secondary)).unwrap();
+        assert!(plan.moved[0].link_state.blocked);
+        assert!(
+            !plan.moved[0]
+                .profile_data
+                .as_ref()
+                .unwrap()
+                .contains_key("blocked"),
+            "the state is not part of profileData"
+        );
+        let primary = UserRecord {
+            identities: plan.identities,
+            ..primary
+        };
+        let unlinked = plan_unlink(&primary, &target, "t1").unwrap();
+        assert!(
+            unlinked.new_user.blocked,
+            "blocked survives link and unlink"
+        );
+        assert!(unlinked.new_user.identities[0].link_state.is_default());
     }
 }

@@ -5,8 +5,11 @@
 pub mod audit;
 pub mod error;
 pub mod ids;
+pub mod invented;
 pub mod linking;
 pub mod model;
+pub mod payload;
+pub mod search;
 pub mod users;
 
 pub use error::Error;

@@ -1,5 +1,7 @@
 //! Plain data the rules work on and the store persists.
 
+use std::collections::BTreeSet;
+
 use idlink_types::{UserId, UserIdentity, UserIdentityProviderEnum, UserProfileData};
 use serde_json::{Map, Value};
 
@@ -39,10 +41,21 @@ pub struct IdentityKey {
 }
 
 impl IdentityKey {
-    /// Builds a key, stripping a tolerated `provider|` prefix from `user_id`.
+    /// Builds a key from a link request, stripping a tolerated `provider|` prefix from
+    /// `user_id` (Auth0 does so on link).
     pub fn new(provider: &str, user_id: &str) -> Self {
         let prefix = format!("{provider}|");
         let user_id = user_id.strip_prefix(&prefix).unwrap_or(user_id);
+        Self {
+            provider: provider.to_owned(),
+            user_id: user_id.to_owned(),
+        }
+    }
+
+    /// Builds a key from an unlink path, literally: Auth0 does **not** strip a
+    /// `provider|` prefix there, so `auth0|abc` names no identity of provider `auth0`
+    /// and the unlink is a no-op (recorded: ruby-auth0's unlink cassettes).
+    pub fn literal(provider: &str, user_id: &str) -> Self {
         Self {
             provider: provider.to_owned(),
             user_id: user_id.to_owned(),
@@ -79,6 +92,35 @@ pub struct Identity {
     pub is_social: bool,
     /// The profile it brought when linked; `None` on a main identity.
     pub profile_data: Option<Map<String, Value>>,
+    /// What its own user was when it was linked, kept for the unlink that recreates it.
+    /// Never on the wire and never part of `profileData`.
+    pub link_state: LinkState,
+}
+
+/// The hidden part of a linked identity: what its standalone user was when it was
+/// linked, which the wire shape has no room for but an unlink must bring back. Stored as
+/// JSON (`identities.link_state`, NULL when default), so it can grow without a migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LinkState {
+    /// The user was blocked: it stays unable to sign in while linked, and is blocked
+    /// again when unlinked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+}
+
+impl LinkState {
+    /// The state a standalone user leaves on its main identity when linked.
+    pub fn of(user: &UserRecord) -> Self {
+        Self {
+            blocked: user.blocked,
+        }
+    }
+
+    /// Whether there is nothing to keep (the column stays NULL).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Identity {
@@ -127,6 +169,10 @@ pub struct Profile {
     pub picture: Option<String>,
     /// Root attributes beyond the named ones (kept so link then unlink loses nothing).
     pub extra: Map<String, Value>,
+    /// The named attributes idlink made up rather than the client supplied (a database
+    /// user's default `name`, `nickname`, `picture`): shown on the user, left out of its
+    /// `profileData`, as Auth0 does. Setting one through PATCH makes it supplied.
+    pub invented: BTreeSet<String>,
 }
 
 const PROFILE_STRINGS: [&str; 8] = [
@@ -155,12 +201,19 @@ impl Profile {
         })
     }
 
-    /// The profile as a `profileData` object: what a secondary user's root attributes
-    /// become when it is linked.
+    /// The profile as a `profileData` object: the attributes the client *supplied*, with
+    /// their current values — what a secondary user's root attributes become when it is
+    /// linked, and what the primary's identity shows in link and unlink answers. Invented
+    /// attributes are left out; so are metadata, `blocked` and the password, which are
+    /// not profile attributes. `email_verified` comes whenever there is an email
+    /// (recorded: go-auth0 and ruby-auth0 link answers).
     pub fn to_profile_data(&self) -> Map<String, Value> {
         let mut map = Map::new();
         let mut this = self.clone();
         for key in PROFILE_STRINGS {
+            if self.invented.contains(key) {
+                continue;
+            }
             if let Some(Some(value)) = this.string_field(key).map(Option::take) {
                 map.insert(key.to_owned(), Value::String(value));
             }
@@ -205,11 +258,19 @@ impl Profile {
 pub struct UserRecord {
     pub user_id: String,
     pub profile: Profile,
-    pub user_metadata: Map<String, Value>,
+    /// `None` until first set; once set it is shown, `{}` included (Auth0 answers a PATCH
+    /// of `{"user_metadata": {}}` with `"user_metadata": {}`).
+    pub user_metadata: Option<Map<String, Value>>,
+    /// Shown only when it holds something (a PATCH of `{}` removes it from the user).
     pub app_metadata: Map<String, Value>,
     pub blocked: bool,
+    /// Whether `blocked` was ever set: from then on it is shown, `false` included.
+    pub blocked_ever_set: bool,
+    /// `None` until the first login; then shown with `logins_count`.
     pub last_login: Option<String>,
     pub logins_count: i64,
+    /// When the password was last changed through PATCH.
+    pub last_password_reset: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub identities: Vec<Identity>,
@@ -235,11 +296,13 @@ impl UserRecord {
             created_at: Some(self.created_at.clone()),
             updated_at: Some(self.updated_at.clone()),
             identities: self.identities.iter().map(Identity::to_wire).collect(),
-            user_metadata: non_empty(&self.user_metadata),
+            user_metadata: self.user_metadata.clone(),
             app_metadata: non_empty(&self.app_metadata),
-            blocked: self.blocked.then_some(true),
+            blocked: (self.blocked || self.blocked_ever_set).then_some(self.blocked),
             last_login: self.last_login.clone(),
-            logins_count: Some(self.logins_count),
+            logins_count: (self.logins_count > 0 || self.last_login.is_some())
+                .then_some(self.logins_count),
+            last_password_reset: self.last_password_reset.clone(),
             extra: p.extra.clone(),
         }
     }

@@ -4,8 +4,8 @@ use idlink_types::{CreateUserRequestContent, UserId};
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
-use super::ids;
-use super::model::{Connection, Identity, Profile, UserRecord};
+use super::model::{Connection, Identity, LinkState, Profile, UserRecord};
+use super::{ids, invented, search};
 
 /// The largest page `GET /api/v2/users` serves.
 pub const MAX_PER_PAGE: u64 = 100;
@@ -64,34 +64,11 @@ fn check_user_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A field `q` can search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchField {
-    /// Case-insensitive.
-    Email,
-    UserId,
-    Name,
-    Username,
-    Nickname,
-    GivenName,
-    FamilyName,
-    /// `identities.connection`: users with an identity in that connection.
-    IdentityConnection,
-    /// `identities.provider`: users with an identity of that provider.
-    IdentityProvider,
-}
-
-/// One `field:value` term of `q`; terms are ANDed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchTerm {
-    pub field: SearchField,
-    pub value: String,
-}
-
 /// A validated `GET /api/v2/users` query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
-    pub terms: Vec<SearchTerm>,
+    pub filter: search::Query,
+    pub sort: Option<search::Sort>,
     pub page: u64,
     pub per_page: u64,
 }
@@ -100,10 +77,11 @@ impl UserQuery {
     /// All users with this email (`GET /api/v2/users-by-email`).
     pub fn by_email(email: &str) -> Self {
         Self {
-            terms: vec![SearchTerm {
-                field: SearchField::Email,
-                value: email.to_owned(),
-            }],
+            filter: search::Query::Term {
+                field: search::Field::Root(search::RootField::Email),
+                matcher: search::Matcher::Equals(search::Value::Text(email.to_owned())),
+            },
+            sort: None,
             page: 0,
             per_page: MAX_PER_PAGE * 10,
         }
@@ -115,35 +93,8 @@ impl UserQuery {
     }
 }
 
-/// Parses the subset of Auth0's Lucene-style `q` that idlink understands:
-/// `field:"value"` or `field:value` terms joined by `AND`.
-pub fn parse_search(q: &str) -> Result<Vec<SearchTerm>> {
-    parse_terms(q)?
-        .into_iter()
-        .map(|(field, value)| {
-            let field = match field.as_str() {
-                "email" => SearchField::Email,
-                "user_id" => SearchField::UserId,
-                "name" => SearchField::Name,
-                "username" => SearchField::Username,
-                "nickname" => SearchField::Nickname,
-                "given_name" => SearchField::GivenName,
-                "family_name" => SearchField::FamilyName,
-                "identities.connection" => SearchField::IdentityConnection,
-                "identities.provider" => SearchField::IdentityProvider,
-                other => {
-                    return Err(Error::InvalidQuery(format!(
-                        "Query validation error: unsupported search field '{other}'"
-                    )));
-                }
-            };
-            Ok(SearchTerm { field, value })
-        })
-        .collect()
-}
-
 /// Splits a Lucene-style query into its `field:"value"` / `field:value` terms, which
-/// must be joined by `AND`.
+/// must be joined by `AND` (the log search's syntax; user search is [`search`]).
 pub fn parse_terms(q: &str) -> Result<Vec<(String, String)>> {
     let invalid = |why: &str| Error::InvalidQuery(format!("Query validation error: {why}"));
     let mut terms = Vec::new();
@@ -263,19 +214,25 @@ impl UserPatch {
     pub fn apply(&self, user: &mut UserRecord, now: &str) {
         let p = &mut user.profile;
         let fields = [
-            (&self.email, &mut p.email),
-            (&self.username, &mut p.username),
-            (&self.phone_number, &mut p.phone_number),
-            (&self.name, &mut p.name),
-            (&self.given_name, &mut p.given_name),
-            (&self.family_name, &mut p.family_name),
-            (&self.nickname, &mut p.nickname),
-            (&self.picture, &mut p.picture),
+            ("email", &self.email, &mut p.email),
+            ("username", &self.username, &mut p.username),
+            ("phone_number", &self.phone_number, &mut p.phone_number),
+            ("name", &self.name, &mut p.name),
+            ("given_name", &self.given_name, &mut p.given_name),
+            ("family_name", &self.family_name, &mut p.family_name),
+            ("nickname", &self.nickname, &mut p.nickname),
+            ("picture", &self.picture, &mut p.picture),
         ];
-        for (change, slot) in fields {
+        let mut supplied = Vec::new();
+        for (name, change, slot) in fields {
             if let Some(value) = change {
                 slot.clone_from(value);
+                supplied.push(name);
             }
+        }
+        // An attribute the client sets is its own from now on, even one idlink invented.
+        for name in supplied {
+            p.invented.remove(name);
         }
         if let Some(v) = self.email_verified {
             p.email_verified = v;
@@ -285,19 +242,27 @@ impl UserPatch {
         }
         if let Some(v) = self.blocked {
             user.blocked = v;
+            user.blocked_ever_set = true;
         }
         if let Some(changes) = &self.user_metadata {
-            merge_metadata(&mut user.user_metadata, changes);
+            merge_metadata(user.user_metadata.get_or_insert_with(Map::new), changes);
         }
         if let Some(changes) = &self.app_metadata {
             merge_metadata(&mut user.app_metadata, changes);
+        }
+        if self.password_hash.is_some() {
+            user.last_password_reset = Some(now.to_owned());
         }
         user.updated_at = now.to_owned();
     }
 }
 
-/// Top-level merge: each key replaces the stored one whole; `null` removes it.
+/// Top-level merge: each key replaces the stored one whole; `null` removes it; an empty
+/// object empties the metadata (recorded: terraform-provider-auth0's `TestAccUser`).
 pub fn merge_metadata(stored: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    if changes.is_empty() {
+        stored.clear();
+    }
     for (key, value) in changes {
         if value.is_null() {
             stored.remove(key);
@@ -351,8 +316,7 @@ pub fn create_connection_name(body: &Value) -> Result<String> {
 
 /// Validates a create body against its connection.
 pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewUser> {
-    let req: CreateUserRequestContent = serde_json::from_value(body.clone())
-        .map_err(|e| Error::InvalidBody(format!("Payload validation error: '{e}'.")))?;
+    let req: CreateUserRequestContent = super::payload::decode(body)?;
     for (key, value) in [
         ("user_metadata", &req.user_metadata),
         ("app_metadata", &req.app_metadata),
@@ -425,8 +389,9 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
         connection: connection.name.clone(),
         is_social: connection.is_social(),
         profile_data: None,
+        link_state: LinkState::default(),
     };
-    let user = UserRecord {
+    let mut user = UserRecord {
         user_id: identity.key().to_user_id(),
         profile: Profile {
             email: req.email,
@@ -440,16 +405,22 @@ pub fn new_user(body: &Value, connection: &Connection, now: &str) -> Result<NewU
             nickname: req.nickname,
             picture: req.picture,
             extra: Map::new(),
+            invented: Default::default(),
         },
-        user_metadata: req.user_metadata.unwrap_or_default(),
+        user_metadata: req.user_metadata,
         app_metadata: req.app_metadata.unwrap_or_default(),
         blocked: req.blocked.unwrap_or(false),
+        blocked_ever_set: req.blocked.is_some(),
         last_login: None,
         logins_count: 0,
+        last_password_reset: None,
         created_at: now.to_owned(),
         updated_at: now.to_owned(),
         identities: vec![identity],
     };
+    if connection.is_database() {
+        invented::fill_database_defaults(&mut user.profile);
+    }
     Ok(NewUser { user, password })
 }
 
@@ -537,19 +508,6 @@ fn metadata(value: &Value, key: &str) -> Result<Map<String, Value>> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn search_syntax() {
-        let terms = parse_search(r#"email:"A@Example.com" AND name:Ada"#).unwrap();
-        assert_eq!(terms.len(), 2);
-        assert_eq!(terms[0].field, SearchField::Email);
-        assert_eq!(terms[0].value, "A@Example.com");
-        assert_eq!(terms[1].value, "Ada");
-        assert!(parse_search("password:x").is_err());
-        assert!(parse_search("email:\"open").is_err());
-        assert!(parse_search("email:a OR email:b").is_err());
-        assert!(parse_search("").unwrap().is_empty());
-    }
 
     #[test]
     fn metadata_merge_is_top_level() {

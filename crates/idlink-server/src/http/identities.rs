@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use super::extract::{ApiPath, RawBody, parse_payload};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
+use crate::domain::error::Error as DomainError;
+use crate::domain::linking::{self, LinkProof};
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
@@ -159,7 +161,7 @@ async fn record_failure(
         (idlink_types::LinkUserIdentityRequestContent = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 201, description = "The primary's identities, primary first", body = [UserIdentity]),
+        (status = 201, description = "The primary's identities, primary first, each with profileData", body = [UserIdentity]),
         (status = 409, description = "The identity is already linked to the primary (`identity_conflict`)", body = idlink_types::ErrorBody),
         super::openapi::ApiErrors,
     ),
@@ -193,7 +195,7 @@ async fn link_checked(
 ) -> Result<Vec<Identity>> {
     principal.authorize_on(id, SCOPES)?;
     let request = parse_link_request(&parse_payload(headers, body)?)?;
-    let (target, connection_id) = match request {
+    let (target, proof) = match request {
         LinkRequest::Identity {
             provider,
             user_id,
@@ -201,6 +203,7 @@ async fn link_checked(
         } => {
             attempted.request =
                 json!({"provider": provider, "user_id": user_id, "connection_id": connection_id});
+            principal.authorize_link_by_name()?;
             let configured = match &connection_id {
                 Some(id) => state
                     .connection_by_id(id)
@@ -210,7 +213,10 @@ async fn link_checked(
             if !configured {
                 return Err(Error::InexistentConnection);
             }
-            (IdentityKey::new(&provider, &user_id), connection_id)
+            (
+                IdentityKey::new(&provider, &user_id),
+                LinkProof::Named { connection_id },
+            )
         }
         LinkRequest::Token(token) => {
             attempted.request = json!({"link_with": "[redacted]"});
@@ -222,7 +228,7 @@ async fn link_checked(
             let target = IdentityKey::from_user_id(&sub).ok_or(Error::InvalidLinkWith(
                 "JWT (link_with) contains an invalid sub claim.",
             ))?;
-            (target, None)
+            (target, LinkProof::IdToken)
         }
     };
     // A successful link makes the secondary (whose main identity is the target) part
@@ -238,10 +244,7 @@ async fn link_checked(
         None,
         &crate::clock::now_iso(),
     );
-    state
-        .store
-        .link(id, &target, connection_id.as_deref(), &event)
-        .await
+    state.store.link(id, &target, &proof, &event).await
 }
 
 #[utoipa::path(
@@ -251,10 +254,10 @@ async fn link_checked(
     params(
         ("id" = String, Path, description = "The primary user's user_id"),
         ("provider" = String, Path, description = "The identity's provider"),
-        ("user_id" = String, Path, description = "The identity's provider-side id (after `provider|`)"),
+        ("user_id" = String, Path, description = "The identity's provider-side id (after `provider|`), compared literally"),
     ),
     responses(
-        (status = 200, description = "The primary's remaining identities", body = [UserIdentity]),
+        (status = 200, description = "The primary's remaining identities, each with profileData (unchanged when the identity is not on the user)", body = [UserIdentity]),
         super::openapi::ApiErrors,
     ),
     security(("bearer" = ["update:users"]), ("bearer" = ["update:current_user_identities"]))
@@ -264,7 +267,7 @@ pub(super) async fn unlink(
     principal: Principal,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<UserIdentity>>> {
-    let target = IdentityKey::new(&provider, &user_id);
+    let target = IdentityKey::literal(&provider, &user_id);
     let attempted = || Attempted {
         request: json!({"provider": provider, "user_id": user_id}),
         secondary_user_id: Some(target.to_user_id()),
@@ -283,7 +286,12 @@ pub(super) async fn unlink(
                 None,
                 &now,
             );
-            state.store.unlink(&id, &target, &now, &event).await
+            match state.store.unlink(&id, &target, &now, &event).await {
+                Err(Error::Domain(DomainError::IdentityNotFound)) => {
+                    unlink_no_op(&state, &id, event).await
+                }
+                other => other,
+            }
         }
         Err(err) => Err(err),
     };
@@ -302,6 +310,20 @@ pub(super) async fn unlink(
             Err(err)
         }
     }
+}
+
+/// An unlink of an identity that is not on the user: Auth0 answers 200 with the
+/// identities as they are and changes nothing; the trail records it as a no-op.
+async fn unlink_no_op(state: &AppState, id: &str, event: LogEvent) -> Result<Vec<Identity>> {
+    let primary = state
+        .store
+        .user(id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
+    if let Err(write_err) = state.store.record_log(&event.into_no_op()).await {
+        tracing::warn!(error = %write_err, "could not record a no-op unlink in the audit trail");
+    }
+    Ok(linking::unlink_no_op_answer(&primary))
 }
 
 #[cfg(test)]

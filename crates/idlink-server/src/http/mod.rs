@@ -1,6 +1,9 @@
 //! The HTTP surface: one module per resource, merged here into one router.
 
+mod connections;
+mod content_type;
 pub mod extract;
+mod fields;
 mod identities;
 pub mod limits;
 mod logs;
@@ -26,6 +29,7 @@ pub fn app(state: AppState) -> Router {
     let management = Router::new()
         .merge(users::router())
         .merge(identities::router())
+        .merge(connections::router())
         .merge(logs::router())
         .merge(openapi::router())
         .fallback(not_found)
@@ -52,6 +56,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limits::middleware,
         ))
+        .layer(middleware::from_fn(content_type::middleware))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

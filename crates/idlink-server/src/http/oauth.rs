@@ -19,6 +19,7 @@ use crate::auth::scopes::{OIDC_SCOPES, USER_SCOPES};
 use crate::auth::secrets;
 use crate::auth::tokens::{Audience, IdClaims};
 use crate::error::Error;
+use crate::ratelimit::{self, Decision, SourceIp};
 use crate::state::AppState;
 use crate::store::ClientRecord;
 
@@ -32,6 +33,8 @@ pub(super) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// The bucket that refused, for a 429.
+    rate_limit: Option<Decision>,
 }
 
 impl OAuthError {
@@ -40,6 +43,28 @@ impl OAuthError {
             status,
             error,
             description: description.into(),
+            rate_limit: None,
+        }
+    }
+
+    /// 429 in the OAuth shape, with `Retry-After` and the bucket's headers.
+    fn too_many_requests(decision: Decision) -> Self {
+        Self {
+            rate_limit: Some(decision),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers.",
+            )
+        }
+    }
+
+    /// Refuses when `decision` does.
+    fn check(decision: Decision) -> OAuthResult<()> {
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(Self::too_many_requests(decision))
         }
     }
 
@@ -76,7 +101,13 @@ impl IntoResponse for OAuthError {
             error: self.error.to_owned(),
             error_description: Some(self.description),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(decision) = &self.rate_limit {
+            let headers = response.headers_mut();
+            headers.insert("retry-after", HeaderValue::from(decision.retry_after));
+            ratelimit::put_headers(headers, decision);
+        }
+        response
     }
 }
 
@@ -135,6 +166,7 @@ async fn authenticate_client(
             params.get("client_secret").map(str::to_owned),
         ),
     };
+    OAuthError::check(state.token_limiter.check_client(&client_id))?;
     let client = state.store.client(&client_id).await?;
     match (client, secret) {
         (Some(client), Some(secret)) => {
@@ -206,9 +238,12 @@ fn token_response(body: TokenResponse) -> Response {
 )]
 pub(super) async fn token(
     State(state): State<AppState>,
+    SourceIp(source): SourceIp,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> OAuthResult<Response> {
+    // Before anything costs argon2 work.
+    OAuthError::check(state.token_limiter.check_address(source))?;
     let params = match parse_payload(&headers, &body)? {
         Value::Object(map) => Params(map),
         Value::Null => Params(Map::new()),

@@ -42,6 +42,8 @@ use crate::state::AppState;
         super::users::by_email,
         super::identities::link,
         super::identities::unlink,
+        super::connections::list,
+        super::connections::read,
         super::logs::list,
         super::logs::user_logs,
         super::oauth::token,
@@ -68,11 +70,15 @@ use crate::state::AppState;
         LogEvent,
         LogsPage,
         Health,
+        super::connections::ConnectionBody,
+        ConnectionsPage,
+        ConnectionsResponse,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &FieldsLeaveKeysOut),
     tags(
         (name = "users", description = "Users"),
         (name = "identities", description = "Linking and unlinking identities"),
+        (name = "connections", description = "The tenant's connections (read-only)"),
         (name = "logs", description = "The audit trail"),
         (name = "oauth", description = "Tokens"),
         (name = "meta", description = "Keys, discovery, health and this document"),
@@ -102,6 +108,25 @@ impl Modify for BearerAuth {
             "client_secret_basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
+    }
+}
+
+/// `fields`/`include_fields` may leave any key out of a user or a connection (`user_id`
+/// and `id` included), so their schemas require none — as Auth0's own document does.
+struct FieldsLeaveKeysOut;
+
+impl Modify for FieldsLeaveKeysOut {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["User", "ConnectionBody"] {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(object))) =
+                components.schemas.get_mut(name)
+            {
+                object.required.clear();
+            }
+        }
     }
 }
 
@@ -156,7 +181,7 @@ impl IntoResponses for ApiErrors {
             .response("400", error("Invalid request (`invalid_body`, `invalid_uri`, `invalid_query_string`, …)"))
             .response("401", error("Missing or invalid token (`invalid_token`)"))
             .response("403", error("Insufficient scope (`insufficient_scope`) or not the caller's own user (`unowned_resource`)"))
-            .response("404", error("Not found (`inexistent_user`, `inexistent_identity`, or no such route)"))
+            .response("404", error("Not found (`inexistent_user`, `inexistent_connection`, or no such route)"))
             .response("413", error("Body larger than 1 MB"))
             .response("414", error("Request target longer than 8 KiB"))
             .response("415", error("Body neither JSON nor form-encoded"))
@@ -193,6 +218,7 @@ impl IntoResponses for OAuthErrors {
             .response("414", body("Request target longer than 8 KiB", "ErrorBody"))
             .response("415", body("Body neither JSON nor form-encoded", "OAuthErrorBody"))
             .response("431", body("Request headers larger than 16 KiB", "ErrorBody"))
+            .response("429", body("`too_many_requests`: the client id's or the source address's bucket is empty; see `Retry-After`", "OAuthErrorBody"))
             .response("503", body("The request ran past its deadline", "ErrorBody"))
             .build()
             .responses
@@ -248,6 +274,23 @@ pub enum LogSort {
 pub enum UsersResponse {
     Users(Vec<User>),
     Page(UsersPage),
+}
+
+/// A connections listing with `include_totals=true` (Auth0's envelope has no `length`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionsPage {
+    pub total: u64,
+    pub start: u64,
+    pub limit: u64,
+    pub connections: Vec<super::connections::ConnectionBody>,
+}
+
+/// A `GET /api/v2/connections` answer: the connections, or with `include_totals=true` a page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConnectionsResponse {
+    Connections(Vec<super::connections::ConnectionBody>),
+    Page(ConnectionsPage),
 }
 
 /// One event of the audit trail, in Auth0's log-event shape.

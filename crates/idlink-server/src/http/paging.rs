@@ -61,6 +61,22 @@ impl Paging {
         self.page.saturating_mul(self.per_page)
     }
 
+    /// The response of a listing whose envelope has no `length`, as Auth0's connections
+    /// listing: the bare array, or `{total, start, limit, <name>: [...]}` (recorded).
+    pub fn respond_without_length<T: Serialize>(
+        &self,
+        name: &str,
+        items: Vec<T>,
+        total: u64,
+    ) -> Response {
+        if !self.include_totals {
+            return Json(items).into_response();
+        }
+        let mut envelope = json!({"total": total, "start": self.offset(), "limit": self.per_page});
+        envelope[name] = serde_json::to_value(items).unwrap_or(Value::Array(Vec::new()));
+        Json(envelope).into_response()
+    }
+
     /// The response: the bare array, or with `include_totals` Auth0's envelope
     /// `{start, limit, length, total, <name>: [...]}`.
     pub fn respond<T: Serialize>(&self, name: &str, items: Vec<T>, total: u64) -> Response {

@@ -8,13 +8,16 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use idlink_types::User;
+use serde_json::Value;
 
 use super::extract::{ApiPath, ApiQuery, RawBody, parse_payload};
+use super::fields::{FieldSelection, select_all};
 use super::paging::Paging;
 use crate::auth::{Principal, secrets};
 use crate::domain::error::Error as DomainError;
 use crate::domain::model::UserRecord;
-use crate::domain::users::{self, NewUser, UserPatch, UserQuery, parse_search};
+use crate::domain::search;
+use crate::domain::users::{self, NewUser, UserPatch, UserQuery};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::Credential;
@@ -69,7 +72,11 @@ pub(super) async fn create(
     get,
     path = "/api/v2/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)")),
+    params(
+        ("id" = String, Path, description = "The user's full user_id, e.g. `auth0|5f7c8ec7c33c6c004bbafe82` (percent-encoded)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to include (or exclude, see include_fields)"),
+        ("include_fields" = Option<bool>, Query, description = "Whether `fields` are included (default) or excluded"),
+    ),
     responses((status = 200, description = "The user", body = User), super::openapi::ApiErrors),
     security(("bearer" = ["read:users"]), ("bearer" = ["read:current_user"]))
 )]
@@ -77,14 +84,35 @@ pub(super) async fn read(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<User>> {
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<Value>> {
     principal.authorize_on(&id, &["read:users", "read:current_user"])?;
+    let selection = FieldSelection::from_params(&params)?;
     let user = state
         .store
         .user(&id)
         .await?
         .ok_or(DomainError::UserNotFound)?;
-    Ok(Json(user.to_wire()))
+    let mut selected = select_all(selection.as_ref(), wire_users(&[user]));
+    Ok(Json(selected.pop().unwrap_or(Value::Null)))
+}
+
+/// Users in their wire shape, as JSON values (so `fields` can select keys).
+fn wire_users(users: &[UserRecord]) -> Vec<Value> {
+    users
+        .iter()
+        .map(|user| serde_json::to_value(user.to_wire()).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// `search_engine`: Auth0 serves only `v3` today; absent means the same.
+fn check_search_engine(params: &HashMap<String, String>) -> Result<()> {
+    match params.get("search_engine").map(String::as_str) {
+        None | Some("v3") => Ok(()),
+        Some(other) => Err(Error::InvalidQuery(format!(
+            "Query validation error: search_engine '{other}' is not supported (use v3)."
+        ))),
+    }
 }
 
 #[utoipa::path(
@@ -95,7 +123,11 @@ pub(super) async fn read(
         ("page" = Option<u64>, Query, description = "Page number, from 0"),
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
-        ("q" = Option<String>, Query, description = "Search: `field:value` or `field:\"value\"` terms joined by `AND` (email, user_id, name, username, nickname, given_name, family_name, identities.connection, identities.provider)"),
+        ("q" = Option<String>, Query, description = "Search, Auth0's v3 Lucene subset: `field:value`, `field:\"phrase\"`, `*` wildcards, AND/OR/NOT, parentheses, `[a TO b]`/`{a TO b}` on dates and logins_count, `_exists_:field`; fields user_id, email, email_verified, name, given_name, family_name, nickname, username, phone_number, blocked, created_at, updated_at, last_login, logins_count, identities.user_id|connection|provider|isSocial, user_metadata.*, app_metadata.*"),
+        ("search_engine" = Option<String>, Query, description = "`v3` (the only one; may be omitted)"),
+        ("sort" = Option<String>, Query, description = "`field:1` (ascending) or `field:-1` (descending), on a root attribute"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to include (or exclude, see include_fields)"),
+        ("include_fields" = Option<bool>, Query, description = "Whether `fields` are included (default) or excluded"),
     ),
     responses(
         (status = 200, description = "Users (primaries and standalone users)", body = super::openapi::UsersResponse),
@@ -110,13 +142,19 @@ pub(super) async fn list(
 ) -> Result<Response> {
     principal.require_any(&["read:users"])?;
     let paging = Paging::from_params(&params)?;
+    check_search_engine(&params)?;
+    let selection = FieldSelection::from_params(&params)?;
     let query = UserQuery {
-        terms: parse_search(params.get("q").map(String::as_str).unwrap_or(""))?,
+        filter: search::parse(params.get("q").map(String::as_str).unwrap_or(""))?,
+        sort: params
+            .get("sort")
+            .map(|s| search::Sort::parse(s))
+            .transpose()?,
         page: paging.page,
         per_page: paging.per_page,
     };
     let (users, total) = state.store.list_users(&query).await?;
-    let users: Vec<User> = users.iter().map(UserRecord::to_wire).collect();
+    let users = select_all(selection.as_ref(), wire_users(&users));
     Ok(paging.respond("users", users, total))
 }
 
@@ -124,7 +162,11 @@ pub(super) async fn list(
     get,
     path = "/api/v2/users-by-email",
     tag = "users",
-    params(("email" = String, Query, min_length = 1, description = "The email address (case-insensitive)")),
+    params(
+        ("email" = String, Query, min_length = 1, description = "The email address (case-insensitive)"),
+        ("fields" = Option<String>, Query, description = "Comma-separated keys to include (or exclude, see include_fields)"),
+        ("include_fields" = Option<bool>, Query, description = "Whether `fields` are included (default) or excluded"),
+    ),
     responses((status = 200, description = "The users with this email", body = [User]), super::openapi::ApiErrors),
     security(("bearer" = ["read:users"]))
 )]
@@ -132,8 +174,9 @@ pub(super) async fn by_email(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<Vec<User>>> {
+) -> Result<Json<Vec<Value>>> {
     principal.require_any(&["read:users"])?;
+    let selection = FieldSelection::from_params(&params)?;
     let email = params
         .get("email")
         .filter(|e| !e.is_empty())
@@ -143,7 +186,7 @@ pub(super) async fn by_email(
             )
         })?;
     let (users, _) = state.store.list_users(&UserQuery::by_email(email)).await?;
-    Ok(Json(users.iter().map(UserRecord::to_wire).collect()))
+    Ok(Json(select_all(selection.as_ref(), wire_users(&users))))
 }
 
 #[utoipa::path(

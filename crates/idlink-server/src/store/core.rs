@@ -10,12 +10,12 @@ use std::future::Future;
 
 use crate::domain::audit::LogEvent;
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking::{self, LinkPlan, UnlinkPlan};
+use crate::domain::linking::{self, LinkPlan, LinkProof, UnlinkPlan};
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::domain::users::UserPatch;
 use crate::error::Error;
 
-use super::rows::{USER_COLUMNS, UserColumns, json_text};
+use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column};
 
 /// A statement parameter, owned so that a backend may hold statements back and send
 /// several in one round trip.
@@ -158,12 +158,14 @@ pub trait Tx: Send {
 /// The outcome of a flow on backend `T`.
 pub type Outcome<V, T> = Result<V, Failure<<T as Tx>::DbError>>;
 
-/// Moves one identity to an owner and position, with its profileData.
+/// Moves one identity to an owner and position, with its profileData and the state it
+/// keeps while linked (`link_state`).
 pub const MOVE_IDENTITY: &str = "UPDATE identities SET owner_user_id = ?, position = ?, \
-     profile_data = ? WHERE provider = ? AND identity_user_id = ?";
-/// Makes an identity the main (and only) identity of its recreated user.
+     profile_data = ?, link_state = ? WHERE provider = ? AND identity_user_id = ?";
+/// Makes an identity the main (and only) identity of its recreated user; the state it
+/// kept while linked is the recreated user's now.
 pub const DETACH_IDENTITY: &str = "UPDATE identities SET owner_user_id = ?, position = 0, \
-     profile_data = NULL WHERE provider = ? AND identity_user_id = ?";
+     profile_data = NULL, link_state = NULL WHERE provider = ? AND identity_user_id = ?";
 /// Closes the gap an unlinked identity leaves in its former owner's positions.
 pub const CLOSE_GAP: &str =
     "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?";
@@ -175,7 +177,8 @@ pub const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description,
 pub const WRITE_USER: &str = "UPDATE users SET email = ?, email_lower = ?, email_verified = ?, \
      username = ?, phone_number = ?, phone_verified = ?, name = ?, given_name = ?, \
      family_name = ?, nickname = ?, picture = ?, profile_extra = ?, user_metadata = ?, \
-     app_metadata = ?, blocked = ?, updated_at = ? WHERE user_id = ?";
+     app_metadata = ?, blocked = ?, updated_at = ?, invented_attributes = ?, \
+     blocked_ever_set = ?, last_password_reset = ? WHERE user_id = ?";
 /// The main identity's credential follows the root email and a new password.
 pub const WRITE_CREDENTIAL: &str = "UPDATE identities SET login_email = ?, \
      password_hash = COALESCE(?, password_hash) \
@@ -209,16 +212,29 @@ fn root_params(user: &UserRecord, cols: UserColumns) -> Vec<Param> {
     ]
 }
 
+/// What the recorded user shape added after `updated_at`, as [`WRITE_USER`] sets it
+/// and [`USER_COLUMNS`] lists it (`invented_attributes` from [`UserColumns`]).
+fn tail_params(user: &UserRecord, invented_attributes: String) -> Vec<Param> {
+    vec![
+        Param::Text(Some(invented_attributes)),
+        user.blocked_ever_set.into(),
+        (&user.last_password_reset).into(),
+    ]
+}
+
 /// A user's values in [`USER_COLUMNS`] order.
 pub fn user_params(user: &UserRecord) -> Vec<Param> {
+    let cols = UserColumns::of(user);
+    let invented = cols.invented_attributes.clone();
     let mut params = vec![(&user.user_id).into()];
-    params.extend(root_params(user, UserColumns::of(user)));
+    params.extend(root_params(user, cols));
     params.extend([
         (&user.last_login).into(),
         user.logins_count.into(),
         (&user.created_at).into(),
         (&user.updated_at).into(),
     ]);
+    params.extend(tail_params(user, invented));
     params
 }
 
@@ -252,7 +268,7 @@ pub async fn link<T: Tx>(
     tx: &mut T,
     primary_id: &str,
     target: &IdentityKey,
-    connection_id: Option<&str>,
+    proof: &LinkProof,
     audit: &LogEvent,
 ) -> Outcome<Vec<Identity>, T> {
     let (primary, secondary) = if T::ROW_LOCKS {
@@ -268,7 +284,7 @@ pub async fn link<T: Tx>(
         tx.load_link_parties(primary_id, target).await?
     };
     let primary = primary.ok_or(DomainError::UserNotFound)?;
-    let plan = linking::plan_link(&primary, target, connection_id, secondary.as_ref())?;
+    let plan = linking::plan_link(&primary, target, proof, secondary.as_ref())?;
     apply_link(tx, &primary.user_id, &plan, audit)
         .await
         .map_err(Failure::Db)?;
@@ -324,6 +340,7 @@ async fn apply_link<T: Tx>(
             primary_id.into(),
             Param::Int(position(plan.first_position + offset).unwrap_or(i64::MAX)),
             Param::Text(identity.profile_data.as_ref().map(json_text)),
+            Param::Text(link_state_column(&identity.link_state)),
             (&identity.provider).into(),
             Param::Text(Some(identity.user_id.as_string())),
         ];
@@ -416,8 +433,12 @@ async fn write_user<T: Tx>(
     patch: &UserPatch,
 ) -> Result<(), T::DbError> {
     let email_lower = Param::Text(user.profile.email.as_deref().map(str::to_lowercase));
-    let mut params = root_params(user, UserColumns::of(user));
-    params.extend([(&user.updated_at).into(), (&user.user_id).into()]);
+    let cols = UserColumns::of(user);
+    let invented = cols.invented_attributes.clone();
+    let mut params = root_params(user, cols);
+    params.push((&user.updated_at).into());
+    params.extend(tail_params(user, invented));
+    params.push((&user.user_id).into());
     tx.execute(WRITE_USER, params).await?;
     if patch.email.is_some() || patch.password_hash.is_some() {
         let params = vec![
@@ -438,6 +459,6 @@ mod tests {
     fn insert_user_has_one_placeholder_per_column() {
         let columns = USER_COLUMNS.split(',').count();
         assert_eq!(INSERT_USER.matches('?').count(), columns);
-        assert_eq!(columns, 20);
+        assert_eq!(columns, 23);
     }
 }

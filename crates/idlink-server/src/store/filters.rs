@@ -3,48 +3,50 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+use super::search_sql::{self, Dialect, Fragment, Param};
 use crate::domain::audit::LogQuery;
-use crate::domain::users::{SearchField, UserQuery};
+use crate::domain::users::UserQuery;
 
-/// `WHERE …` for a user search over `users u`.
-pub fn push_user_search<'a, DB>(builder: &mut QueryBuilder<'a, DB>, query: &UserQuery)
+/// `WHERE …` for a user search over `users u`, in `dialect`.
+pub fn push_user_search<'a, DB>(
+    builder: &mut QueryBuilder<'a, DB>,
+    query: &UserQuery,
+    dialect: Dialect,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+{
+    builder.push(" WHERE ");
+    push_fragment(builder, &search_sql::condition(&query.filter, dialect));
+}
+
+/// ` ORDER BY …` for a page of users (the page itself is bound by the backend).
+pub fn push_user_order<DB: Database>(builder: &mut QueryBuilder<'_, DB>, query: &UserQuery) {
+    builder.push(search_sql::order_by(query.sort));
+}
+
+/// Binds a [`Fragment`]'s `?` placeholders as sqlx parameters; `QueryBuilder` writes
+/// each database's own placeholder. (The fragment's SQL holds no other `?`.)
+fn push_fragment<'a, DB>(builder: &mut QueryBuilder<'a, DB>, fragment: &Fragment)
 where
     DB: Database,
     String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
 {
-    builder.push(" WHERE 1 = 1");
-    for term in &query.terms {
-        let column = match term.field {
-            SearchField::Email => {
-                builder
-                    .push(" AND u.email_lower = ")
-                    .push_bind(term.value.to_lowercase());
-                continue;
-            }
-            SearchField::IdentityConnection | SearchField::IdentityProvider => {
-                let column = if term.field == SearchField::IdentityConnection {
-                    "connection_name"
-                } else {
-                    "provider"
-                };
-                builder
-                    .push(format!(
-                        " AND EXISTS (SELECT 1 FROM identities i WHERE i.owner_user_id = u.user_id AND i.{column} = "
-                    ))
-                    .push_bind(term.value.clone())
-                    .push(")");
-                continue;
-            }
-            SearchField::UserId => "user_id",
-            SearchField::Name => "name",
-            SearchField::Username => "username",
-            SearchField::Nickname => "nickname",
-            SearchField::GivenName => "given_name",
-            SearchField::FamilyName => "family_name",
-        };
-        builder
-            .push(format!(" AND u.{column} = "))
-            .push_bind(term.value.clone());
+    let mut params = fragment.params.iter();
+    for (index, piece) in fragment.sql.split('?').enumerate() {
+        if index > 0 {
+            match params.next() {
+                Some(Param::Text(text)) => builder.push_bind(text.clone()),
+                Some(Param::Integer(n)) => builder.push_bind(*n),
+                Some(Param::Boolean(b)) => builder.push_bind(*b),
+                None => builder,
+            };
+        }
+        builder.push(piece);
     }
 }
 

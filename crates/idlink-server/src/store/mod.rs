@@ -6,6 +6,7 @@ mod core;
 mod filters;
 pub mod postgres;
 mod rows;
+mod search_sql;
 pub mod sqlite;
 mod sqlite_writer;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::audit::{LogEvent, LogQuery};
+use crate::domain::linking::LinkProof;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -72,7 +74,28 @@ pub struct Login {
     /// The user that owns the identity (its primary when linked).
     pub owner_user_id: String,
     pub password_hash: String,
+    /// The owner is blocked, or the identity's own user was blocked when it was linked
+    /// (a blocked secondary's password must not sign in as its primary).
     pub blocked: bool,
+}
+
+impl Login {
+    /// From `(owner_user_id, password_hash, users.blocked, identities.link_state)`.
+    fn from_row(
+        (owner_user_id, password_hash, owner_blocked, link_state): (
+            String,
+            String,
+            bool,
+            Option<String>,
+        ),
+    ) -> Result<Self> {
+        let linked_blocked = rows::link_state_of(link_state.as_deref())?.blocked;
+        Ok(Self {
+            owner_user_id,
+            password_hash,
+            blocked: owner_blocked || linked_blocked,
+        })
+    }
 }
 
 /// The storage interface. Every method is one transaction.
@@ -97,6 +120,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// One client.
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;
+    /// Every client's id, in the order they were added.
+    async fn client_ids(&self) -> Result<Vec<String>>;
     /// Creates or replaces a client.
     async fn put_client(&self, client: &ClientRecord) -> Result<()>;
 
@@ -118,13 +143,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()>;
 
     /// Links the standalone user whose main identity is `target` into `primary_id`;
-    /// returns the primary's identities. See [`crate::domain::linking::plan_link`].
+    /// returns the primary's identities. See [`crate::domain::linking::plan_link`], which
+    /// gets `proof` and decides on the rows as loaded inside the transaction.
     /// `audit` is written in the same transaction, so a link is never without its record.
     async fn link(
         &self,
         primary_id: &str,
         target: &IdentityKey,
-        connection_id: Option<&str>,
+        proof: &LinkProof,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
     /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns

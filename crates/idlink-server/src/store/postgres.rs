@@ -28,14 +28,16 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
 use super::core::{self, Failure, Param};
-use super::filters::{push_log_filter, push_log_page, push_user_search};
+use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
+use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
+use crate::domain::linking::LinkProof;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -419,7 +421,7 @@ async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), A
     let cols = UserColumns::of(user);
     let sql = format!(
         "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
     );
     bind_user(sqlx::query(&sql), user, &cols)
         .execute(&mut *conn)
@@ -578,6 +580,14 @@ impl Store for PgStore {
         Ok(row.map(ClientRecord::from))
     }
 
+    async fn client_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT client_id FROM clients ORDER BY created_at, client_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
         let grant_types = client.grant_types.join(" ");
         let scopes = client.scopes.join(" ");
@@ -629,13 +639,14 @@ impl Store for PgStore {
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
-        push_user_search(&mut count, query);
+        push_user_search(&mut count, query, Dialect::Postgres);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
 
         let mut select = QueryBuilder::<Postgres>::new("SELECT u.* FROM users u");
-        push_user_search(&mut select, query);
+        push_user_search(&mut select, query, Dialect::Postgres);
+        push_user_order(&mut select, query);
         select
-            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push(" LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
@@ -675,8 +686,8 @@ impl Store for PgStore {
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
         let login = login.to_lowercase();
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+        let row: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
              JOIN users u ON u.user_id = i.owner_user_id \
              WHERE i.connection_id = $1 AND (i.login_email = $2 OR i.login_username = $2) \
              AND i.password_hash IS NOT NULL LIMIT 1",
@@ -685,11 +696,7 @@ impl Store for PgStore {
         .bind(&login)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
-            owner_user_id,
-            password_hash,
-            blocked,
-        }))
+        row.map(Login::from_row).transpose()
     }
 
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
@@ -709,7 +716,7 @@ impl Store for PgStore {
         &self,
         primary_id: &str,
         target: &IdentityKey,
-        connection_id: Option<&str>,
+        proof: &LinkProof,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         // A unique violation here can only come from a race the locks did not order
@@ -718,9 +725,7 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
-            |conn| async move {
-                core::link(&mut PgTx(conn), primary_id, target, connection_id, audit).await
-            }
+            |conn| async move { core::link(&mut PgTx(conn), primary_id, target, proof, audit).await }
         )
     }
 

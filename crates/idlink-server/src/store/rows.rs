@@ -6,7 +6,7 @@ use idlink_types::UserId;
 use serde_json::{Map, Value};
 
 use crate::domain::audit::{LogEvent, Outcome};
-use crate::domain::model::{Connection, Identity, Profile, UserRecord};
+use crate::domain::model::{Connection, Identity, LinkState, Profile, UserRecord};
 use crate::error::{Error, Result};
 
 use super::{ClientRecord, SigningKey};
@@ -32,12 +32,17 @@ pub struct UserRow {
     pub logins_count: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Space-separated names of the invented root attributes.
+    pub invented_attributes: String,
+    pub blocked_ever_set: bool,
+    pub last_password_reset: Option<String>,
 }
 
 /// The columns of `users`, in the order [`UserColumns`] binds them.
 pub const USER_COLUMNS: &str = "user_id, email, email_lower, email_verified, username, phone_number, \
      phone_verified, name, given_name, family_name, nickname, picture, profile_extra, user_metadata, \
-     app_metadata, blocked, last_login, logins_count, created_at, updated_at";
+     app_metadata, blocked, last_login, logins_count, created_at, updated_at, invented_attributes, \
+     blocked_ever_set, last_password_reset";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct IdentityRow {
@@ -49,10 +54,24 @@ pub struct IdentityRow {
     pub connection_name: String,
     pub is_social: bool,
     pub profile_data: Option<String>,
+    pub link_state: Option<String>,
 }
 
 pub const IDENTITY_SELECT: &str = "owner_user_id, provider, identity_user_id, user_id_is_int, \
-     connection_id, connection_name, is_social, profile_data";
+     connection_id, connection_name, is_social, profile_data, link_state";
+
+/// The `identities.link_state` column of a state: NULL when there is nothing to keep.
+pub fn link_state_column(state: &LinkState) -> Option<String> {
+    (!state.is_default()).then(|| serde_json::to_string(state).unwrap_or_default())
+}
+
+/// A `link_state` column's state.
+pub fn link_state_of(column: Option<&str>) -> Result<LinkState> {
+    column.map_or_else(
+        || Ok(LinkState::default()),
+        |text| serde_json::from_str(text).map_err(Error::internal),
+    )
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConnectionRow {
@@ -88,6 +107,11 @@ pub fn json_text(map: &Map<String, Value>) -> String {
     Value::Object(map.clone()).to_string()
 }
 
+/// `user_metadata` is stored as JSON `null` until it is first set.
+fn optional_json_object(text: &str) -> Result<Option<Map<String, Value>>> {
+    serde_json::from_str(text).map_err(Error::internal)
+}
+
 impl IdentityRow {
     pub fn into_identity(self) -> Result<Identity> {
         let user_id = if self.user_id_is_int {
@@ -102,6 +126,7 @@ impl IdentityRow {
             connection: self.connection_name,
             is_social: self.is_social,
             profile_data: self.profile_data.as_deref().map(json_object).transpose()?,
+            link_state: link_state_of(self.link_state.as_deref())?,
         })
     }
 }
@@ -122,12 +147,19 @@ impl UserRow {
                 nickname: self.nickname,
                 picture: self.picture,
                 extra: json_object(&self.profile_extra)?,
+                invented: self
+                    .invented_attributes
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             },
-            user_metadata: json_object(&self.user_metadata)?,
+            user_metadata: optional_json_object(&self.user_metadata)?,
             app_metadata: json_object(&self.app_metadata)?,
             blocked: self.blocked,
+            blocked_ever_set: self.blocked_ever_set,
             last_login: self.last_login,
             logins_count: self.logins_count,
+            last_password_reset: self.last_password_reset,
             created_at: self.created_at,
             updated_at: self.updated_at,
             identities,
@@ -224,6 +256,9 @@ where
         .bind(user.logins_count)
         .bind(user.created_at.as_str())
         .bind(user.updated_at.as_str())
+        .bind(cols.invented_attributes.as_str())
+        .bind(user.blocked_ever_set)
+        .bind(user.last_password_reset.as_deref())
 }
 
 /// A user's column values, ready to bind in [`USER_COLUMNS`] order.
@@ -232,6 +267,7 @@ pub struct UserColumns {
     pub profile_extra: String,
     pub user_metadata: String,
     pub app_metadata: String,
+    pub invented_attributes: String,
 }
 
 impl UserColumns {
@@ -239,8 +275,18 @@ impl UserColumns {
         UserColumns {
             email_lower: user.profile.email.as_deref().map(str::to_lowercase),
             profile_extra: json_text(&user.profile.extra),
-            user_metadata: json_text(&user.user_metadata),
+            user_metadata: user
+                .user_metadata
+                .as_ref()
+                .map_or_else(|| Value::Null.to_string(), json_text),
             app_metadata: json_text(&user.app_metadata),
+            invented_attributes: user
+                .profile
+                .invented
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }

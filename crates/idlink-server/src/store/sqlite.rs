@@ -18,15 +18,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::core::{self, Failure, Param};
-use super::filters::{push_log_filter, push_log_page, push_user_search};
+use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
     self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
     SigningKeyRow, UserRow,
 };
+use super::search_sql::Dialect;
 use super::sqlite_writer::Writer;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
+use crate::domain::linking::LinkProof;
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -78,6 +80,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Before SQLite creates it with the umask's mode (0644): it holds secrets.
+        crate::private_files::prepare_database_file(connect.get_filename())
+            .map_err(Error::internal)?;
         // Migrations on a connection of their own, closed before the writer opens.
         let migrator = SqlitePoolOptions::new()
             .max_connections(1)
@@ -162,6 +167,9 @@ fn rusqlite_user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         logins_count: row.get("logins_count")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
+        invented_attributes: row.get("invented_attributes")?,
+        blocked_ever_set: row.get("blocked_ever_set")?,
+        last_password_reset: row.get("last_password_reset")?,
     })
 }
 
@@ -180,6 +188,7 @@ fn rusqlite_identity_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Ide
         connection_name: row.get("connection_name")?,
         is_social: row.get("is_social")?,
         profile_data: row.get("profile_data")?,
+        link_state: row.get("link_state")?,
     }))
 }
 
@@ -379,6 +388,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn client_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT client_id FROM clients ORDER BY created_at, client_id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
         let client = client.clone();
         self.writer
@@ -456,13 +473,14 @@ impl Store for SqliteStore {
         // even while the writer commits.
         let mut conn = self.reader.begin().await?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users u");
-        push_user_search(&mut count, query);
+        push_user_search(&mut count, query, Dialect::Sqlite);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
 
         let mut select = QueryBuilder::<Sqlite>::new("SELECT u.* FROM users u");
-        push_user_search(&mut select, query);
+        push_user_search(&mut select, query, Dialect::Sqlite);
+        push_user_order(&mut select, query);
         select
-            .push(" ORDER BY u.created_at, u.user_id LIMIT ")
+            .push(" LIMIT ")
             .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
@@ -512,8 +530,8 @@ impl Store for SqliteStore {
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
         let login = login.to_lowercase();
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT i.owner_user_id, i.password_hash, u.blocked FROM identities i \
+        let row: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
              JOIN users u ON u.user_id = i.owner_user_id \
              WHERE i.connection_id = ? AND (i.login_email = ? OR i.login_username = ?) \
              AND i.password_hash IS NOT NULL LIMIT 1",
@@ -523,11 +541,7 @@ impl Store for SqliteStore {
         .bind(&login)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(owner_user_id, password_hash, blocked)| Login {
-            owner_user_id,
-            password_hash,
-            blocked,
-        }))
+        row.map(Login::from_row).transpose()
     }
 
     async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
@@ -548,15 +562,15 @@ impl Store for SqliteStore {
         &self,
         primary_id: &str,
         target: &IdentityKey,
-        connection_id: Option<&str>,
+        proof: &LinkProof,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (connection_id, audit) = (connection_id.map(str::to_owned), audit.clone());
+        let (proof, audit) = (proof.clone(), audit.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::link(tx, &primary_id, &target, connection_id.as_deref(), &audit).await
+                    core::link(tx, &primary_id, &target, &proof, &audit).await
                 })
                 // Link's writes only fail on a broken database.
                 .map_err(|failure| settle(failure, Error::internal("unique violation in a link")))
