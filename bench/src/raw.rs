@@ -311,8 +311,8 @@ fn link(conn: &Connection, pair: &Pair, log_id: &str) -> rusqlite::Result<()> {
     // The secondary's root profile becomes its main identity's profileData.
     let profile = json!({"email": owner.email, "email_verified": true, "name": owner.name});
     let mut move_identity = conn.prepare_cached(
-        "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ? \
-         WHERE provider = ? AND identity_user_id = ?",
+        "UPDATE identities SET owner_user_id = ?, position = ?, profile_data = ?, \
+         link_state = ? WHERE provider = ? AND identity_user_id = ?",
     )?;
     for (offset, row) in secondary.iter().enumerate() {
         let data = (offset == 0).then(|| profile.to_string());
@@ -320,6 +320,8 @@ fn link(conn: &Connection, pair: &Pair, log_id: &str) -> rusqlite::Result<()> {
             first.user_id,
             position + i64::try_from(offset).unwrap_or(0),
             data.or_else(|| row.profile_data.clone()),
+            // As idlink writes it for a secondary that was not blocked.
+            None::<String>,
             row.provider,
             row.identity_user_id
         ])?;
@@ -384,8 +386,8 @@ fn unlink(conn: &Connection, pair: &Pair, log_id: &str) -> rusqlite::Result<()> 
         now
     ])?;
     conn.prepare_cached(
-        "UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL \
-         WHERE provider = ? AND identity_user_id = ?",
+        "UPDATE identities SET owner_user_id = ?, position = 0, profile_data = NULL, \
+         link_state = NULL WHERE provider = ? AND identity_user_id = ?",
     )?
     .execute(params![new_user_id, PROVIDER, pair.secondary_id])?;
     conn.prepare_cached(
