@@ -335,7 +335,9 @@ mod tests {
         let linked = plan_link(
             &primary,
             &IdentityKey::new("auth0", "bbb"),
-            None,
+            &LinkProof::Named {
+                connection_id: None,
+            },
             Some(&db_secondary),
         )
         .unwrap();
