@@ -72,49 +72,46 @@ fn json(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
 }
 
+/// `idlink users create --json ARGS…`, parsed.
+async fn create(server: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["users", "create", "--json"];
+    all.extend(args);
+    json(&idlink(server, &all).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_get_search_link_unlink_logs_delete() {
     let server = TestServer::start().await;
 
-    let created = json(
-        &idlink(
-            &server,
-            &[
-                "users",
-                "create",
-                "--json",
-                "--field",
-                "connection=Username-Password-Authentication",
-                "--field",
-                "email=ada@example.com",
-                "--field",
-                "password=correct horse battery staple 9",
-                "--field",
-                "email_verified:=true",
-                "--field",
-                "user_metadata.plan=pro",
-            ],
-        )
-        .await,
-    );
+    let created = create(
+        &server,
+        &[
+            "--field",
+            "connection=Username-Password-Authentication",
+            "--field",
+            "email=ada@example.com",
+            "--field",
+            "password=correct horse battery staple 9",
+            "--field",
+            "email_verified:=true",
+            "--field",
+            "user_metadata.plan=pro",
+        ],
+    )
+    .await;
     let primary = created["user_id"].as_str().expect("user_id").to_owned();
     assert!(primary.starts_with("auth0|"), "{created}");
     assert_eq!(created["email"], "ada@example.com");
     assert_eq!(created["user_metadata"]["plan"], "pro");
 
-    let github = json(
-        &idlink(
-            &server,
-            &[
-                "users",
-                "create",
-                "--json",
-                "--body",
-                r#"{"connection":"github","user_id":"583231","email":"ada@example.com"}"#,
-            ],
-        )
-        .await,
-    );
+    let github = create(
+        &server,
+        &[
+            "--body",
+            r#"{"connection":"github","user_id":"583231","email":"ada@example.com"}"#,
+        ],
+    )
+    .await;
     assert_eq!(github["user_id"], "github|583231");
 
     let got = json(&idlink(&server, &["users", "get", &primary, "--json"]).await);
@@ -211,23 +208,18 @@ async fn create_get_search_link_unlink_logs_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_merges_fields_and_refuses_unknown_ones() {
     let server = TestServer::start().await;
-    let created = json(
-        &idlink(
-            &server,
-            &[
-                "users",
-                "create",
-                "--json",
-                "-f",
-                "connection=Username-Password-Authentication",
-                "-f",
-                "email=b@example.com",
-                "-f",
-                "password=correct horse battery staple 9",
-            ],
-        )
-        .await,
-    );
+    let created = create(
+        &server,
+        &[
+            "-f",
+            "connection=Username-Password-Authentication",
+            "-f",
+            "email=b@example.com",
+            "-f",
+            "password=correct horse battery staple 9",
+        ],
+    )
+    .await;
     let id = created["user_id"].as_str().expect("user_id");
     let updated = json(
         &idlink(
@@ -332,19 +324,11 @@ async fn exit_codes_tell_usage_api_transport_and_partial_failures_apart() {
     assert_exit(&unreachable, 1);
 
     // Partial: one of two deletions fails (an empty id: no such route).
-    let created = json(
-        &idlink(
-            &server,
-            &[
-                "users",
-                "create",
-                "--json",
-                "--body",
-                r#"{"connection":"github","user_id":"1"}"#,
-            ],
-        )
-        .await,
-    );
+    let created = create(
+        &server,
+        &["--body", r#"{"connection":"github","user_id":"1"}"#],
+    )
+    .await;
     assert_eq!(created["user_id"], "github|1");
     let partial = idlink(&server, &["users", "delete", "github|1", ""]).await;
     assert_exit(&partial, 4);

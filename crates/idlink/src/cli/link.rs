@@ -17,6 +17,12 @@ struct IdentityArgs {
     user_id: String,
 }
 
+impl IdentityArgs {
+    fn provider(&self) -> UserIdentityProviderEnum {
+        UserIdentityProviderEnum::from(self.provider.as_str())
+    }
+}
+
 /// `idlink link`.
 #[derive(Debug, clap::Args)]
 pub struct LinkArgs {
@@ -45,22 +51,15 @@ pub struct UnlinkArgs {
 /// Links the identity and prints the primary's identities, primary first.
 pub async fn run_link(args: LinkArgs) -> Result<(), CliError> {
     let client = args.target.client()?;
-    let IdentityArgs {
-        primary,
-        provider,
-        user_id,
-    } = args.identity;
+    let identity = &args.identity;
     let request = LinkUserIdentityRequestContent {
         connection_id: args.connection_id,
-        ..LinkUserIdentityRequestContent::identity(
-            UserIdentityProviderEnum::from(provider.as_str()),
-            user_id,
-        )
+        ..LinkUserIdentityRequestContent::identity(identity.provider(), identity.user_id.as_str())
     };
     let identities = client
         .users()
         .identities()
-        .link(&primary, request, None)
+        .link(&identity.primary, request, None)
         .await?;
     args.output.list(&identities)
 }
@@ -68,18 +67,14 @@ pub async fn run_link(args: LinkArgs) -> Result<(), CliError> {
 /// Unlinks the identity and prints the identities that remain.
 pub async fn run_unlink(args: UnlinkArgs) -> Result<(), CliError> {
     let client = args.target.client()?;
-    let IdentityArgs {
-        primary,
-        provider,
-        user_id,
-    } = args.identity;
+    let identity = &args.identity;
     let remaining = client
         .users()
         .identities()
         .delete(
-            &primary,
-            UserIdentityProviderEnum::from(provider.as_str()),
-            user_id,
+            &identity.primary,
+            identity.provider(),
+            identity.user_id.as_str(),
             None,
         )
         .await?;
