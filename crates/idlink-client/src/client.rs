@@ -11,6 +11,7 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::logs::LogsClient;
 use crate::request::ApiRequest;
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
@@ -124,6 +125,17 @@ impl ManagementClient {
     /// ```
     pub fn users(&self) -> UsersClient<'_> {
         UsersClient::new(self)
+    }
+
+    /// The log endpoints (`/logs`, `/users/{id}/logs`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: idlink_client::ManagementClient) -> idlink_client::Result<()> {
+    /// let events = client.logs().list(Default::default(), None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn logs(&self) -> LogsClient<'_> {
+        LogsClient::new(self)
     }
 
     /// The base URL every path is appended to, e.g. `https://tenant.auth0.com/api/v2`.

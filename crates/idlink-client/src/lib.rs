@@ -8,6 +8,7 @@
 //! - **Link and unlink** accounts: [`IdentitiesClient::link`] (both modes) and
 //!   [`IdentitiesClient::delete`]; plus the users calls linking needs
 //!   ([`UsersClient`]: create, get, list, list by email, update, delete).
+//! - **Logs**: [`LogsClient`] reads the tenant's log and a user's events.
 //! - **Calls are values**: every method returns an [`ApiRequest`]; `.await` it for the
 //!   data, or `.with_raw_response().await` for [`WithRawResponse`] (status, URL, headers).
 //! - **Retries like the official SDKs**: 408, 429 and 5xx, twice by default, honouring
@@ -86,6 +87,7 @@
 
 mod client;
 mod error;
+mod logs;
 mod options;
 mod request;
 mod retry;
@@ -97,6 +99,7 @@ pub use client::{
     DEFAULT_TIMEOUT, ManagementClient, ManagementClientBuilder, VERSION, encode_path_segment,
 };
 pub use error::{ApiError, DecodeError, Error, RateLimit, Result};
+pub use logs::{ListLogsRequestParameters, LogsClient};
 pub use options::RequestOptions;
 pub use request::{ApiRequest, RawResponse, WithRawResponse, WithRawResponseRequest};
 pub use retry::RetryPolicy;
@@ -106,7 +109,7 @@ pub use users::{IdentitiesClient, ListUsersRequestParameters, ListUsersResponse,
 
 pub use idlink_types::{
     ClientCredentialsRequest, CreateUserRequestContent, DeleteUserIdentityResponseContentItem,
-    ErrorBody, LinkUserIdentityRequestContent, OAuthErrorBody, TokenResponse,
+    ErrorBody, LinkUserIdentityRequestContent, LogEvent, OAuthErrorBody, TokenResponse,
     UpdateUserRequestContent, User, UserId, UserIdentity, UserIdentityProviderEnum,
     UserProfileData, UsersPage,
 };

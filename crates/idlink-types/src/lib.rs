@@ -17,6 +17,7 @@
 
 mod error;
 mod identity;
+mod log;
 mod provider;
 mod token;
 mod user;
@@ -27,6 +28,7 @@ pub use identity::{
     DeleteUserIdentityResponseContentItem, LinkUserIdentityRequestContent, UserIdentity,
     UserProfileData,
 };
+pub use log::LogEvent;
 pub use provider::UserIdentityProviderEnum;
 pub use token::{
     ClientCredentialsRequest, GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM,

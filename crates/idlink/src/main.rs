@@ -1,10 +1,13 @@
-//! `idlink`: serve the Auth0-compatible API.
+//! `idlink`: serve the Auth0-compatible API, and operate it (or an Auth0 tenant) from
+//! the command line.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
 use idlink_server::ratelimit::RateLimit;
@@ -15,7 +18,8 @@ use idlink_server::tls::TlsSettings;
 #[command(
     name = "idlink",
     version,
-    about = "Auth0-compatible users, tokens and account linking"
+    about = "Auth0-compatible users, tokens and account linking",
+    after_help = cli::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +33,16 @@ enum Command {
     /// Manage the tenant's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    #[command(flatten)]
+    Remote(cli::RemoteCommand),
+    /// Print a shell completion script, e.g. `idlink completions bash > ~/.local/share/bash-completion/completions/idlink`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,12 +319,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(*args).await,
-            Command::Keys(KeysCommand::Rotate(args)) => rotate_keys(args).await,
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Keys(KeysCommand::Rotate(args)) => runtime.block_on(rotate_keys(args)),
+        Command::Remote(command) => return command.run(&runtime),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "idlink",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
         }
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

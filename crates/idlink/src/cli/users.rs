@@ -1,0 +1,141 @@
+//! `idlink users list|search|get|create|update|delete`.
+
+use clap::Subcommand;
+use idlink_client::{
+    CreateUserRequestContent, ListUsersRequestParameters, ManagementClient,
+    UpdateUserRequestContent,
+};
+
+use super::CliError;
+use super::body::BodyArgs;
+use super::output::OutputArgs;
+use super::target::TargetArgs;
+
+/// `idlink users …`.
+#[derive(Debug, clap::Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    command: UsersCommand,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// The page flags of `list` and `search`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct PageArgs {
+    /// Page index, from 0.
+    #[arg(long, default_value_t = 0)]
+    page: u32,
+    /// Users per page (the API allows at most 100).
+    #[arg(long, default_value_t = 50)]
+    per_page: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// One page of users (GET /api/v2/users).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Users matching a Lucene query, e.g. 'email:"a@example.com"' (q, search_engine=v3).
+    Search {
+        /// The Lucene query.
+        query: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One user, with its identities.
+    Get {
+        /// The user's full id, e.g. auth0|5f7c8ec7c33c6c004bbafe82.
+        id: String,
+    },
+    /// Create a user (POST /api/v2/users); `connection` is required.
+    Create {
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Update a user (PATCH /api/v2/users/{id}); metadata is merged at the top level.
+    Update {
+        /// The user's full id.
+        id: String,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Delete users and every identity linked to them; exit 4 if only some succeed.
+    Delete {
+        /// The users' full ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Runs `idlink users …`.
+pub async fn run(args: UsersArgs) -> Result<(), CliError> {
+    let client = args.target.client()?;
+    let output = args.output;
+    match args.command {
+        UsersCommand::List { page } => {
+            let users = client.users().list(page.params(None), None).await?;
+            output.list(users.users())
+        }
+        UsersCommand::Search { query, page } => {
+            let users = client.users().list(page.params(Some(query)), None).await?;
+            output.list(users.users())
+        }
+        UsersCommand::Get { id } => output.one(&client.users().get(&id, None).await?),
+        UsersCommand::Create { body } => {
+            let request: CreateUserRequestContent = body.typed()?;
+            output.one(&client.users().create(request, None).await?)
+        }
+        UsersCommand::Update { id, body } => {
+            let request: UpdateUserRequestContent = body.typed()?;
+            output.one(&client.users().update(&id, request, None).await?)
+        }
+        UsersCommand::Delete { ids } => delete(&client, &output, &ids).await,
+    }
+}
+
+impl PageArgs {
+    fn params(self, q: Option<String>) -> ListUsersRequestParameters {
+        ListUsersRequestParameters {
+            page: Some(self.page),
+            per_page: Some(self.per_page),
+            include_totals: None,
+            search_engine: q.is_some().then(|| "v3".to_owned()),
+            q,
+        }
+    }
+}
+
+/// Deletes each user in turn; one failure does not stop the others.
+async fn delete(
+    client: &ManagementClient,
+    output: &OutputArgs,
+    ids: &[String],
+) -> Result<(), CliError> {
+    if let [id] = ids {
+        client.users().delete(id, None).await?;
+        output.note(&format!("deleted {id}"));
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for id in ids {
+        match client.users().delete(id, None).await {
+            Ok(()) => output.note(&format!("deleted {id}")),
+            Err(error) => {
+                let error = CliError::from(error);
+                eprintln!("idlink: {id:?}: {error}");
+                failures.push(error);
+            }
+        }
+    }
+    match (failures.len(), ids.len()) {
+        (0, _) => Ok(()),
+        // Nothing succeeded: the run failed as its first item did.
+        (failed, total) if failed == total => Err(failures.remove(0)),
+        (failed, total) => Err(CliError::Partial { failed, total }),
+    }
+}
