@@ -107,14 +107,7 @@ async fn user_initiated_links_are_attributed_and_tokens_never_stored() {
     let api = Api::start().await;
     let primary = api.db_user("p@example.com").await;
     let secondary = api.db_user("s@example.com").await;
-    let bearer = api.sign_in("p@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id_token = api.sign_in("s@example.com").await["id_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (bearer, id_token) = api.mode_a_tokens("p@example.com", "s@example.com").await;
     let reply = api
         .send_as(
             Some(&bearer),

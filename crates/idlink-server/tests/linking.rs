@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Api, DB, enc};
+use common::{Api, DB, decode_claims, enc};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -352,16 +352,6 @@ async fn mode_a_links_with_the_secondary_id_token() {
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(api.user(&secondary).await.status, 200);
-}
-
-/// The payload of a JWT, without verifying it.
-pub fn decode_claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]

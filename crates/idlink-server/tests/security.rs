@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Api, DB, enc};
+use common::{Api, DB, decode_claims, enc};
 use idlink_server::testing::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -442,14 +442,9 @@ async fn a_blocked_secondary_cannot_be_linked_with_its_id_token() {
     let api = Api::start().await;
     let primary = api.db_user("primary@example.com").await;
     let secondary = api.db_user("secondary@example.com").await;
-    let bearer = api.sign_in("primary@example.com").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id_token = api.sign_in("secondary@example.com").await["id_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (bearer, id_token) = api
+        .mode_a_tokens("primary@example.com", "secondary@example.com")
+        .await;
     // The block lands after the ID token was issued.
     block(&api, &secondary).await;
     let before = api.snapshot_without_logins().await;
@@ -532,14 +527,4 @@ async fn blocked_survives_link_and_unlink_and_never_signs_in() {
     );
     api.unlink(&primary, "auth0", &secondary_id).await;
     assert!(api.user(&secondary).await.body.get("blocked").is_none());
-}
-
-/// The payload of a JWT, without verifying it.
-fn decode_claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }

@@ -165,6 +165,25 @@ impl Api {
             .await
     }
 
+    /// The two tokens of a user-initiated link (mode A): `primary_email`'s access token
+    /// (the bearer) and `secondary_email`'s ID token (the `link_with`), both signed in
+    /// with [`sign_in`](Self::sign_in).
+    pub async fn mode_a_tokens(
+        &self,
+        primary_email: &str,
+        secondary_email: &str,
+    ) -> (String, String) {
+        let bearer = self.sign_in(primary_email).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned();
+        let id_token = self.sign_in(secondary_email).await["id_token"]
+            .as_str()
+            .expect("id_token")
+            .to_owned();
+        (bearer, id_token)
+    }
+
     /// Every user with its identities, by user_id: what the API says is stored.
     pub async fn snapshot(&self) -> BTreeMap<String, Value> {
         let mut all = BTreeMap::new();
@@ -247,4 +266,14 @@ pub fn enc(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The payload of a JWT, without verifying it.
+pub fn decode_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
 }
