@@ -300,6 +300,26 @@ async fn tokens_from_one_instance_verify_on_the_other_across_a_key_rotation() {
     .await
     .unwrap()
     .unwrap();
+    // A token naming a kid B does not know makes B re-read the keys now; the rotation
+    // below lands well within a second of that re-read, which B must not hold against
+    // the new key's tokens.
+    let unknown_kid = {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"RS256","typ":"JWT","kid":"no-such-key"}"#);
+        let rest = old.split_once('.').expect("a JWT").1;
+        format!("{header}.{rest}")
+    };
+    let reply = call(
+        &http,
+        &b,
+        &unknown_kid,
+        reqwest::Method::GET,
+        "/api/v2/users",
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 401, "an unknown kid on B: {}", reply.body);
     state.store.add_signing_key(&key).await.unwrap();
     state
         .tokens

@@ -2,8 +2,9 @@
 //! and the JWKS document.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -109,10 +110,17 @@ impl KeySet {
 pub struct KeyRing {
     current: Arc<RwLock<Arc<KeySet>>>,
     max_token_lifetime: i64,
-    /// Unix second of the last reload forced by an unknown `kid`: such reloads happen at
-    /// most once a second, so forged `kid`s cannot hammer the database.
-    last_forced_reload: Arc<AtomicI64>,
+    /// Reloads forced by an unknown `kid` run one at a time, at least
+    /// [`FORCED_RELOAD_SPACING`] apart (so forged `kid`s cannot hammer the database); the
+    /// lock holds when the last one finished.
+    forced_reload: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// How many forced reloads have started: a caller that arrived before one started
+    /// uses its result instead of reloading again.
+    forced_reloads_started: Arc<AtomicU64>,
 }
+
+/// The least time between two reloads forced by unknown `kid`s.
+const FORCED_RELOAD_SPACING: Duration = Duration::from_secs(1);
 
 impl KeyRing {
     /// Loads the stored keys.
@@ -125,7 +133,8 @@ impl KeyRing {
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(set))),
             max_token_lifetime,
-            last_forced_reload: Arc::new(AtomicI64::new(0)),
+            forced_reload: Arc::new(tokio::sync::Mutex::new(None)),
+            forced_reloads_started: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -152,22 +161,29 @@ impl KeyRing {
         Ok(set)
     }
 
-    /// The verification key for `kid`, re-reading the stored keys (at most once a
-    /// second) when it is unknown: another instance may have rotated.
+    /// The verification key for `kid`, re-reading the stored keys when it is unknown:
+    /// another instance may have just rotated. Such reloads are spaced
+    /// [`FORCED_RELOAD_SPACING`] apart; a caller that comes sooner waits for the next one
+    /// rather than being refused, so a token signed with a key that another instance has
+    /// just added always verifies (at worst a second late), and concurrent callers share
+    /// one reload.
     pub async fn verifying(&self, store: &dyn Store, kid: &str) -> Result<Option<DecodingKey>> {
         if let Some(key) = self.get().verifying(kid) {
             return Ok(Some(key.clone()));
         }
-        let now = crate::clock::unix_now();
-        let last = self.last_forced_reload.load(Ordering::Relaxed);
-        if now <= last
-            || self
-                .last_forced_reload
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(None);
+        let arrived_after = self.forced_reloads_started.load(Ordering::Acquire);
+        let mut last_finished = self.forced_reload.lock().await;
+        if self.forced_reloads_started.load(Ordering::Acquire) != arrived_after {
+            // A reload started (and, since it holds this lock, finished) after this
+            // caller arrived: its key set is as fresh as one this caller would load.
+            return Ok(self.get().verifying(kid).cloned());
         }
-        Ok(self.reload(store).await?.verifying(kid).cloned())
+        if let Some(at) = *last_finished {
+            tokio::time::sleep_until(at + FORCED_RELOAD_SPACING).await;
+        }
+        self.forced_reloads_started.fetch_add(1, Ordering::AcqRel);
+        let reloaded = self.reload(store).await;
+        *last_finished = Some(tokio::time::Instant::now());
+        Ok(reloaded?.verifying(kid).cloned())
     }
 }
