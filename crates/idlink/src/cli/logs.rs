@@ -1,9 +1,10 @@
 //! `idlink logs [--user ID]`.
 
-use idlink_client::ListLogsRequestParameters;
+use idlink_client::{ListLogsRequestParameters, LogEvent, ManagementClient};
 
 use super::CliError;
 use super::output::OutputArgs;
+use super::paging::every_page;
 use super::target::TargetArgs;
 
 /// `idlink logs`.
@@ -20,24 +21,42 @@ pub struct LogsArgs {
     #[arg(long)]
     oldest_first: bool,
     /// Page index, from 0.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "all")]
     page: u32,
     /// Events per page (the API allows at most 100).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, conflicts_with = "all")]
     per_page: u32,
+    /// Every page, read 100 at a time (Auth0 answers only the first 1,000 events this way).
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     target: TargetArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
 
-/// Prints one page of log events.
+/// Prints one page of log events, or with `--all` every page.
 pub async fn run(args: LogsArgs) -> Result<(), CliError> {
     let client = args.target.client()?;
+    let events = if args.all {
+        every_page(|page, per_page| events_page(&client, &args, page, per_page)).await?
+    } else {
+        events_page(&client, &args, args.page, args.per_page).await?
+    };
+    args.output.list(&events)
+}
+
+/// One page of the tenant's or the user's events.
+async fn events_page(
+    client: &ManagementClient,
+    args: &LogsArgs,
+    page: u32,
+    per_page: u32,
+) -> Result<Vec<LogEvent>, CliError> {
     let params = ListLogsRequestParameters {
-        page: Some(args.page),
-        per_page: Some(args.per_page),
-        q: args.query,
+        page: Some(page),
+        per_page: Some(per_page),
+        q: args.query.clone(),
         sort: Some(
             if args.oldest_first {
                 "date:1"
@@ -47,9 +66,8 @@ pub async fn run(args: LogsArgs) -> Result<(), CliError> {
             .to_owned(),
         ),
     };
-    let events = match &args.user {
+    Ok(match &args.user {
         Some(user) => client.logs().list_for_user(user, params, None).await?,
         None => client.logs().list(params, None).await?,
-    };
-    args.output.list(&events)
+    })
 }

@@ -1,4 +1,5 @@
-//! The operator CLI's management commands: `idlink users …`, `link`, `unlink`, `logs`.
+//! The operator CLI's management commands: `idlink users …`, `link`, `unlink`, `logs`,
+//! `suggest-links` and `apply-links`.
 //!
 //! Every command talks to a server (idlink or a real Auth0 tenant) through
 //! `idlink-client`, never to a store, so retries, 429 handling and token caching are the
@@ -7,9 +8,13 @@
 
 pub mod body;
 pub mod link;
+pub mod links;
 pub mod logs;
 pub mod outcome;
 pub mod output;
+pub mod paging;
+pub mod plan;
+pub mod suggest;
 pub mod target;
 pub mod users;
 
@@ -30,6 +35,10 @@ pub enum RemoteCommand {
     Unlink(link::UnlinkArgs),
     /// Read the tenant's log, or one user's events.
     Logs(logs::LogsArgs),
+    /// Find users sharing a verified email and write a plan to link them (nothing changes).
+    SuggestLinks(links::SuggestLinksArgs),
+    /// Carry out a plan from suggest-links: re-checked link by link, resumable.
+    ApplyLinks(links::ApplyLinksArgs),
 }
 
 impl RemoteCommand {
@@ -41,6 +50,8 @@ impl RemoteCommand {
                 Self::Link(args) => link::run_link(args).await,
                 Self::Unlink(args) => link::run_unlink(args).await,
                 Self::Logs(args) => logs::run(args).await,
+                Self::SuggestLinks(args) => links::run_suggest(args).await,
+                Self::ApplyLinks(args) => links::run_apply(args).await,
             }
         });
         match result {

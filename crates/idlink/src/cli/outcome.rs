@@ -5,13 +5,15 @@ use std::process::ExitCode;
 
 /// The exit codes, as `--help` and `docs/cli.md` list them.
 pub const EXIT_CODES_HELP: &str = "\
-Exit codes of the management commands (users, link, unlink, logs):
+Exit codes of the management commands (users, link, unlink, logs, suggest-links,\
+apply-links):
   0  success
   1  transport or other failure (server unreachable, timeout, unexpected answer)
   2  usage error (bad flag or argument, no target, bad --json/--field input)
   3  API error: the server answered with an error (its status, errorCode and message
      are printed on stderr)
-  4  partial failure: some of several items failed (each failure is printed)";
+  4  partial failure: some of several items failed (each failure is printed)
+130  interrupted (Ctrl-C); apply-links resumes where it stopped when run again";
 
 /// Why a management command failed.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub enum CliError {
         /// How many were attempted.
         total: usize,
     },
+    /// Stopped by Ctrl-C before the end (exit 130, as a shell reports SIGINT).
+    Interrupted,
 }
 
 impl CliError {
@@ -38,6 +42,7 @@ impl CliError {
             Self::Client(idlink_client::Error::Config(_)) => 2,
             Self::Client(_) => 1,
             Self::Partial { .. } => 4,
+            Self::Interrupted => 130,
         })
     }
 }
@@ -64,6 +69,7 @@ impl fmt::Display for CliError {
                 None => write!(f, "{e}"),
             },
             Self::Partial { failed, total } => write!(f, "{failed} of {total} failed"),
+            Self::Interrupted => f.write_str("interrupted; run the same command again to resume"),
         }
     }
 }

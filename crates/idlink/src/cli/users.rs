@@ -3,12 +3,13 @@
 use clap::Subcommand;
 use idlink_client::{
     CreateUserRequestContent, ListUsersRequestParameters, ManagementClient,
-    UpdateUserRequestContent,
+    UpdateUserRequestContent, User,
 };
 
 use super::CliError;
 use super::body::BodyArgs;
 use super::output::OutputArgs;
+use super::paging::every_page;
 use super::target::TargetArgs;
 
 /// `idlink users …`.
@@ -26,11 +27,14 @@ pub struct UsersArgs {
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct PageArgs {
     /// Page index, from 0.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "all")]
     page: u32,
     /// Users per page (the API allows at most 100).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, conflicts_with = "all")]
     per_page: u32,
+    /// Every page, read 100 at a time (Auth0 answers only the first 1,000 results).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,13 +81,9 @@ pub async fn run(args: UsersArgs) -> Result<(), CliError> {
     let client = args.target.client()?;
     let output = args.output;
     match args.command {
-        UsersCommand::List { page } => {
-            let users = client.users().list(page.params(None), None).await?;
-            output.list(users.users())
-        }
+        UsersCommand::List { page } => output.list(&page.users(&client, None).await?),
         UsersCommand::Search { query, page } => {
-            let users = client.users().list(page.params(Some(query)), None).await?;
-            output.list(users.users())
+            output.list(&page.users(&client, Some(query)).await?)
         }
         UsersCommand::Get { id } => output.one(&client.users().get(&id, None).await?),
         UsersCommand::Create { body } => {
@@ -99,15 +99,43 @@ pub async fn run(args: UsersArgs) -> Result<(), CliError> {
 }
 
 impl PageArgs {
-    fn params(self, q: Option<String>) -> ListUsersRequestParameters {
-        ListUsersRequestParameters {
-            page: Some(self.page),
-            per_page: Some(self.per_page),
-            include_totals: None,
-            search_engine: q.is_some().then(|| "v3".to_owned()),
-            q,
+    /// The page asked for, or with `--all` every page.
+    async fn users(
+        self,
+        client: &ManagementClient,
+        q: Option<String>,
+    ) -> Result<Vec<User>, CliError> {
+        if self.all {
+            return all_users(client, q).await;
         }
+        let params = users_page(self.page, self.per_page, q);
+        Ok(client.users().list(params, None).await?.into_users())
     }
+}
+
+/// One page of `GET /api/v2/users`, searched with `q` when given.
+fn users_page(page: u32, per_page: u32, q: Option<String>) -> ListUsersRequestParameters {
+    ListUsersRequestParameters {
+        page: Some(page),
+        per_page: Some(per_page),
+        include_totals: None,
+        search_engine: q.is_some().then(|| "v3".to_owned()),
+        q,
+    }
+}
+
+/// Every user (matching `q` when given), page after page.
+pub async fn all_users(
+    client: &ManagementClient,
+    q: Option<String>,
+) -> Result<Vec<User>, CliError> {
+    every_page(|page, per_page| {
+        let request = client
+            .users()
+            .list(users_page(page, per_page, q.clone()), None);
+        async move { Ok(request.await?.into_users()) }
+    })
+    .await
 }
 
 /// Deletes each user in turn; one failure does not stop the others.
