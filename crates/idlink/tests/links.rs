@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cli_support::*;
+use idlink_server::ratelimit::RateLimit;
 use idlink_server::testing::{TEST_ADMIN_CLIENT_ID, TEST_ADMIN_CLIENT_SECRET, TestServer};
 use serde_json::{Value, json};
 
@@ -30,13 +31,18 @@ impl Api {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
+        if let Some(body) = &body {
+            request = request.json(body);
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
+        if status == 429 {
+            // The rate-limited test's own set-up waits its turn too.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Box::pin(self.send(method, path, body)).await;
+        }
         let text = response.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
@@ -412,4 +418,48 @@ async fn apply_links_killed_midway_resumes_without_linking_twice() {
     }
     let (status, _) = api.get("google-oauth2|g000").await;
     assert_eq!(status, 404, "the secondary is no longer a user of its own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_tight_rate_limit_apply_links_waits_out_the_429s_and_links_once() {
+    // Burst 2, then 10 requests a second: four workers run into it at once.
+    let server = TestServer::start_with(|config| {
+        config.tenant.rate_limit = Some(RateLimit::new(2, 10.0));
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let mut primaries = Vec::new();
+    for n in 0..6 {
+        let email = format!("slow{n}@example.com");
+        primaries.push(id(&api.database_user(&email, true).await));
+        api.social_user("github", &format!("s{n}"), &email, true)
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    json(&idlink(&server, &["suggest-links", "--out", plan_arg, "--json"]).await);
+    // Without retries the limit shows: some reads are refused (a dry run changes nothing).
+    let hasty = idlink(
+        &server,
+        &[
+            "apply-links",
+            plan_arg,
+            "--dry-run",
+            "--max-retries",
+            "0",
+            "--json",
+        ],
+    )
+    .await;
+    assert_exit(&hasty, 4);
+    let out = json(&idlink(&server, &["apply-links", plan_arg, "--json"]).await);
+    assert_eq!(out["linked"], 6, "{out}");
+    assert_eq!(out["failed"], 0, "{out}");
+    for (n, primary) in primaries.iter().enumerate() {
+        assert_eq!(
+            api.identities(primary).await,
+            [primary.clone(), format!("github|s{n}")]
+        );
+    }
 }

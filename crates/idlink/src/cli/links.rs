@@ -23,7 +23,7 @@ use super::CliError;
 use super::output::OutputArgs;
 use super::plan::{EmailNormalization, LinkGroup, Member, Plan, PrimaryRule};
 use super::suggest::{normalize_email, suggest};
-use super::target::TargetArgs;
+use super::target::{BULK_MAX_RETRIES, TargetArgs};
 use super::users::all_users;
 
 /// `idlink suggest-links`.
@@ -102,7 +102,7 @@ impl OutcomeKind {
 
 /// Runs `idlink suggest-links`.
 pub async fn run_suggest(args: SuggestLinksArgs) -> Result<(), CliError> {
-    let client = args.target.client()?;
+    let client = args.target.client_retrying(BULK_MAX_RETRIES)?;
     let users = all_users(&client, None).await?;
     let normalization = EmailNormalization {
         gmail_dots: args.gmail_dots,
@@ -223,7 +223,7 @@ pub async fn run_apply(args: ApplyLinksArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", args.plan.display())))?;
     let plan = Plan::from_json(&text)
         .map_err(|e| CliError::Usage(format!("{}: {e}", args.plan.display())))?;
-    let client = args.target.client()?;
+    let client = args.target.client_retrying(BULK_MAX_RETRIES)?;
     let results = args.results.clone().unwrap_or_else(|| {
         let mut path = args.plan.as_os_str().to_owned();
         path.push(".results.ndjson");

@@ -25,7 +25,17 @@ pub struct TargetArgs {
     /// The client secret [env: IDLINK_CLIENT_SECRET, AUTH0_CLIENT_SECRET]
     #[arg(long, global = true, value_name = "SECRET")]
     pub client_secret: Option<String>,
+    /// Retries of a call answered 408, 429 or 5xx, after the delay the server asks
+    /// (Retry-After) or a backoff [default: 2; apply-links: 8]
+    #[arg(long, global = true, value_name = "N")]
+    pub max_retries: Option<u32>,
 }
+
+/// The retries of one call unless `--max-retries` says otherwise (the client's default).
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The retries of a bulk command's calls: it sends many in a row, so it meets a tenant's
+/// rate limit often (Auth0 Free: 2 per second) and should wait it out, not fail.
+pub const BULK_MAX_RETRIES: u32 = 8;
 
 /// A server to talk to, resolved from flags and environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +78,12 @@ impl TargetArgs {
     /// Builds the Management API client. The token audience is the builder's default,
     /// `https://<host>/api/v2/`, which is what both Auth0 and idlink expect.
     pub fn client(&self) -> Result<ManagementClient, CliError> {
+        self.client_retrying(DEFAULT_MAX_RETRIES)
+    }
+
+    /// [`client`](Self::client), retrying each call `default_retries` times unless
+    /// `--max-retries` is given.
+    pub fn client_retrying(&self, default_retries: u32) -> Result<ManagementClient, CliError> {
         let builder = match self.endpoint()? {
             Endpoint::Domain(domain) => ManagementClient::builder().domain(domain),
             Endpoint::Url(url) => ManagementClient::builder()
@@ -92,6 +108,7 @@ impl TargetArgs {
         })?;
         Ok(builder
             .client_credentials(client_id, client_secret)
+            .max_retries(self.max_retries.unwrap_or(default_retries))
             .build()?)
     }
 }
