@@ -6,7 +6,7 @@ use idlink_server::domain::audit::{LogEvent, Operation};
 use std::sync::Arc;
 
 use idlink_server::config::Config;
-use idlink_server::domain::linking::LinkProof;
+use idlink_server::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use idlink_server::domain::model::IdentityKey;
 use idlink_server::domain::users;
 use idlink_server::store::{self, Store, StoreOptions};
@@ -111,7 +111,13 @@ impl Worker for StoreWorker {
         );
         let outcome = if self.linked {
             self.store
-                .unlink(&self.primary, &self.secondary, &now, &event)
+                .unlink(
+                    &self.primary,
+                    &self.secondary,
+                    &now,
+                    UnlinkMode::Auth0,
+                    &event,
+                )
                 .await
         } else {
             self.store
@@ -121,6 +127,7 @@ impl Worker for StoreWorker {
                     &LinkProof::Named {
                         connection_id: None,
                     },
+                    &LinkingPolicy::default(),
                     &event,
                 )
                 .await

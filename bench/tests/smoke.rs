@@ -11,7 +11,7 @@ use idlink_bench::raw::RawSqlite;
 use idlink_bench::report::BenchResult;
 use idlink_bench::scenario::Scenario;
 use idlink_server::domain::audit::{LogEvent, Operation};
-use idlink_server::domain::linking::LinkProof;
+use idlink_server::domain::linking::{LinkProof, LinkingPolicy};
 use idlink_server::testing::TestServer;
 
 const OPTIONS: LoadOptions = LoadOptions {
@@ -65,6 +65,7 @@ async fn every_scenario_runs_without_errors() {
                 &LinkProof::Named {
                     connection_id: None
                 },
+                &LinkingPolicy::default(),
                 &event
             )
             .await

@@ -130,6 +130,11 @@ pub struct TenantConfig {
     pub idle_timeout: Option<f64>,
     /// Connections served at once (default 1024); more wait in the listen backlog.
     pub max_connections: Option<usize>,
+    /// idlink's linking extensions (`unlink = "restore"`, `merge = "primary-wins"`, …);
+    /// the default is Auth0's behaviour. See `docs/reversible-linking.md` and
+    /// `docs/merge-policies.md`.
+    #[serde(default)]
+    pub linking: crate::domain::linking::LinkingPolicy,
 }
 
 impl TenantConfig {

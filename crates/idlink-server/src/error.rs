@@ -30,6 +30,9 @@ pub enum Error {
     InvalidUri(String),
     #[error("{0}")]
     InvalidQuery(String),
+    /// An idlink extension header with a value it cannot take.
+    #[error("{0}")]
+    InvalidHeader(String),
     #[error("The provider/connection is not configured.")]
     InexistentConnection,
     #[error("{0}")]
@@ -87,6 +90,7 @@ impl Error {
             InvalidQuery(_) | Domain(domain::Error::InvalidQuery(_)) => {
                 (StatusCode::BAD_REQUEST, Some("invalid_query_string"))
             }
+            InvalidHeader(_) => (StatusCode::BAD_REQUEST, Some("invalid_headers")),
             InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
             InvalidLinkWith(_) | Domain(domain::Error::BlockedSecondary) => {
                 (StatusCode::BAD_REQUEST, Some("invalid_link_with"))

@@ -126,6 +126,7 @@ impl Server {
             )),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
+            linking: config.tenant.linking,
         };
         Ok(Self {
             listener,

@@ -26,6 +26,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).
     pub request_timeout: std::time::Duration,
+    /// The tenant's `[linking]` settings (Auth0's behaviour unless configured).
+    pub linking: crate::domain::linking::LinkingPolicy,
 }
 
 impl AppState {

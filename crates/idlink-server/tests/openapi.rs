@@ -119,7 +119,11 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
 
     // Router → document.
     for (route, methods) in routes_in_source() {
-        let full = [route.clone(), format!("/api/v2{route}")];
+        let full = [
+            route.clone(),
+            format!("/api/v2{route}"),
+            format!("/idlink/v1{route}"),
+        ];
         let Some(documented_methods) = full.iter().find_map(|p| documented.get(p)) else {
             panic!("route {route} is not in the OpenAPI document");
         };

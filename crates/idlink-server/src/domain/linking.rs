@@ -2,11 +2,45 @@
 //! transaction, decide what changes (or which error the request gets). The store applies
 //! the plan; nothing here does I/O.
 
-use serde_json::Map;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
 use super::invented;
+use super::merge::{self, MergePolicy};
 use super::model::{DATABASE_STRATEGY, Identity, IdentityKey, LinkState, Profile, UserRecord};
+
+/// How links and unlinks treat what Auth0 drops: the tenant's `[linking]` settings.
+/// The default is Auth0's behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkingPolicy {
+    /// What an unlink recreates.
+    pub unlink: UnlinkMode,
+    /// What a link does with the secondary's metadata (a request may override it).
+    pub merge: MergePolicy,
+}
+
+/// What an unlink recreates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnlinkMode {
+    /// As Auth0: a new user from the identity's `profileData` (metadata, `created_at`
+    /// and login counts are gone).
+    #[default]
+    Auth0,
+    /// The user as it was before the link (its metadata back), with the profile
+    /// changes its identity received while linked. Needs the snapshot that links made
+    /// under this setting keep; earlier links unlink as in Auth0.
+    Restore,
+}
+
+/// The values a link's metadata merge threw away, at their paths.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discarded {
+    pub user_metadata: Map<String, Value>,
+    pub app_metadata: Map<String, Value>,
+}
 
 /// What linking a secondary user into a primary changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +54,28 @@ pub struct LinkPlan {
     pub first_position: usize,
     /// The primary's identities after the link (the response body).
     pub identities: Vec<Identity>,
+    /// The primary's `user_metadata` after the link.
+    pub user_metadata: Option<Map<String, Value>>,
+    /// The primary's `app_metadata` after the link.
+    pub app_metadata: Map<String, Value>,
+    /// Whether the merge changed the primary's metadata (then it is written).
+    pub metadata_changed: bool,
+    /// What the merge threw away (the whole secondary's metadata under `none`).
+    pub discarded: Discarded,
+}
+
+impl LinkPlan {
+    /// The primary as it is after this link (what a link preview shows).
+    pub fn primary_after(&self, primary: &UserRecord) -> UserRecord {
+        let mut identities = primary.identities.clone();
+        identities.extend(self.moved.iter().cloned());
+        UserRecord {
+            user_metadata: self.user_metadata.clone(),
+            app_metadata: self.app_metadata.clone(),
+            identities,
+            ..primary.clone()
+        }
+    }
 }
 
 /// How a link request designates its secondary.
@@ -37,12 +93,13 @@ pub enum LinkProof {
 ///
 /// `secondary` is the standalone user whose main identity `target` names, if there is
 /// one, as loaded inside the link's transaction (so a block that lands while the request
-/// runs still counts).
+/// runs still counts). `policy` says what becomes of the secondary's metadata.
 pub fn plan_link(
     primary: &UserRecord,
     target: &IdentityKey,
     proof: &LinkProof,
     secondary: Option<&UserRecord>,
+    policy: &LinkingPolicy,
 ) -> Result<LinkPlan> {
     let (main, linked) = primary
         .identities
@@ -75,10 +132,24 @@ pub fn plan_link(
     let mut moved = Vec::with_capacity(secondary.identities.len());
     moved.push(Identity {
         profile_data: Some(secondary.profile.to_profile_data()),
-        link_state: LinkState::of(secondary),
+        link_state: LinkState::of(secondary, policy.unlink == UnlinkMode::Restore),
         ..secondary_main.clone()
     });
     moved.extend(secondary_linked.iter().cloned());
+
+    let none = Map::new();
+    let users = merge::merge(
+        primary.user_metadata.as_ref().unwrap_or(&none),
+        secondary.user_metadata.as_ref().unwrap_or(&none),
+        policy.merge,
+    );
+    let apps = merge::merge(&primary.app_metadata, &secondary.app_metadata, policy.merge);
+    // A primary that never had user_metadata keeps showing none unless the merge gave
+    // it some.
+    let user_metadata =
+        (primary.user_metadata.is_some() || !users.kept.is_empty()).then_some(users.kept);
+    let metadata_changed =
+        user_metadata != primary.user_metadata || apps.kept != primary.app_metadata;
 
     let mut identities = primary.identities.clone();
     identities.extend(moved.iter().cloned());
@@ -87,6 +158,13 @@ pub fn plan_link(
         moved,
         first_position: primary.identities.len(),
         identities: answered_identities(&primary.profile, identities),
+        user_metadata,
+        app_metadata: apps.kept,
+        metadata_changed,
+        discarded: Discarded {
+            user_metadata: users.discarded,
+            app_metadata: apps.discarded,
+        },
     })
 }
 
@@ -103,8 +181,14 @@ pub struct UnlinkPlan {
     pub remaining: Vec<Identity>,
 }
 
-/// Decides an unlink. `now` stamps the recreated user.
-pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Result<UnlinkPlan> {
+/// Decides an unlink. `now` stamps the recreated user; under [`UnlinkMode::Restore`] it
+/// is the user as it was before the link, when the link kept its snapshot.
+pub fn plan_unlink(
+    primary: &UserRecord,
+    target: &IdentityKey,
+    now: &str,
+    mode: UnlinkMode,
+) -> Result<UnlinkPlan> {
     let index = primary
         .identities
         .iter()
@@ -117,17 +201,24 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
     }
     let mut remaining = primary.identities.clone();
     let removed = remaining.remove(index);
+    let snapshot = match mode {
+        UnlinkMode::Restore => removed.link_state.restore.as_deref(),
+        UnlinkMode::Auth0 => None,
+    };
     let mut profile = removed
         .profile_data
         .as_ref()
         .map(Profile::from_profile_data)
         .unwrap_or_default();
+    if let Some(snapshot) = snapshot {
+        snapshot.restore_invented(&mut profile);
+    }
     // profileData holds only supplied attributes; a recreated database user gets the
     // defaults every database user has, as at creation.
     if removed.provider == DATABASE_STRATEGY {
         invented::fill_database_defaults(&mut profile);
     }
-    let new_user = UserRecord {
+    let mut new_user = UserRecord {
         user_id: removed.key().to_user_id(),
         profile,
         user_metadata: None,
@@ -146,6 +237,9 @@ pub fn plan_unlink(primary: &UserRecord, target: &IdentityKey, now: &str) -> Res
             ..removed.clone()
         }],
     };
+    if let Some(snapshot) = snapshot {
+        snapshot.restore_into(&mut new_user);
+    }
     Ok(UnlinkPlan {
         removed,
         position: index,
@@ -235,6 +329,7 @@ mod tests {
                 connection_id: None,
             },
             Some(&secondary),
+            &LinkingPolicy::default(),
         )
         .unwrap();
         assert_eq!(plan.secondary_user_id, "google-oauth2|111");
@@ -272,11 +367,29 @@ mod tests {
             connection_id: None,
         };
 
-        let same = plan_link(&primary, &key("auth0", "aaa"), &by_name, Some(&primary));
+        let same = plan_link(
+            &primary,
+            &key("auth0", "aaa"),
+            &by_name,
+            Some(&primary),
+            &LinkingPolicy::default(),
+        );
         assert!(matches!(same, Err(Error::SameIdentity)));
-        let conflict = plan_link(&primary, &key("github", "7"), &by_name, None);
+        let conflict = plan_link(
+            &primary,
+            &key("github", "7"),
+            &by_name,
+            None,
+            &LinkingPolicy::default(),
+        );
         assert!(matches!(conflict, Err(Error::IdentityConflict)));
-        let missing = plan_link(&primary, &key("google-oauth2", "999"), &by_name, None);
+        let missing = plan_link(
+            &primary,
+            &key("google-oauth2", "999"),
+            &by_name,
+            None,
+            &LinkingPolicy::default(),
+        );
         assert!(matches!(missing, Err(Error::SecondaryNotFound)));
         let wrong_connection = plan_link(
             &primary,
@@ -285,6 +398,7 @@ mod tests {
                 connection_id: Some("con_XXXXXXXXXXXXXXXX".into()),
             },
             Some(&secondary),
+            &LinkingPolicy::default(),
         );
         assert!(matches!(wrong_connection, Err(Error::SecondaryNotFound)));
     }
@@ -300,6 +414,7 @@ mod tests {
                 connection_id: None,
             },
             Some(&secondary),
+            &LinkingPolicy::default(),
         )
         .unwrap();
         let primary = UserRecord {
@@ -307,7 +422,13 @@ mod tests {
             ..primary
         };
 
-        let plan = plan_unlink(&primary, &IdentityKey::new("github", "7"), "t1").unwrap();
+        let plan = plan_unlink(
+            &primary,
+            &IdentityKey::new("github", "7"),
+            "t1",
+            UnlinkMode::Auth0,
+        )
+        .unwrap();
         assert_eq!(plan.remaining.len(), 1);
         assert_eq!(
             plan.remaining[0].profile_data.as_ref().unwrap()["email"],
@@ -326,7 +447,12 @@ mod tests {
         assert_eq!(plan.new_user.identities[0].profile_data, None);
 
         assert!(matches!(
-            plan_unlink(&primary, &IdentityKey::new("auth0", "aaa"), "t1"),
+            plan_unlink(
+                &primary,
+                &IdentityKey::new("auth0", "aaa"),
+                "t1",
+                UnlinkMode::Auth0
+            ),
             Err(Error::MainIdentityRemoval)
         ));
 
@@ -339,13 +465,20 @@ mod tests {
                 connection_id: None,
             },
             Some(&db_secondary),
+            &LinkingPolicy::default(),
         )
         .unwrap();
         let with_db = UserRecord {
             identities: linked.identities,
             ..primary.clone()
         };
-        let plan = plan_unlink(&with_db, &IdentityKey::literal("auth0", "bbb"), "t1").unwrap();
+        let plan = plan_unlink(
+            &with_db,
+            &IdentityKey::literal("auth0", "bbb"),
+            "t1",
+            UnlinkMode::Auth0,
+        )
+        .unwrap();
         assert_eq!(
             plan.new_user.profile.name.as_deref(),
             Some("Bee@example.com")
@@ -353,7 +486,12 @@ mod tests {
         assert_eq!(plan.new_user.profile.nickname.as_deref(), Some("Bee"));
         assert!(plan.new_user.profile.invented.contains("picture"));
         assert!(matches!(
-            plan_unlink(&primary, &IdentityKey::new("github", "8"), "t1"),
+            plan_unlink(
+                &primary,
+                &IdentityKey::new("github", "8"),
+                "t1",
+                UnlinkMode::Auth0
+            ),
             Err(Error::IdentityNotFound)
         ));
     }
@@ -366,13 +504,26 @@ mod tests {
             ..user("auth0", "bbb", "s@example.com")
         };
         let target = IdentityKey::new("auth0", "bbb");
-        let by_token = plan_link(&primary, &target, &LinkProof::IdToken, Some(&secondary));
+        let by_token = plan_link(
+            &primary,
+            &target,
+            &LinkProof::IdToken,
+            Some(&secondary),
+            &LinkingPolicy::default(),
+        );
         assert!(matches!(by_token, Err(Error::BlockedSecondary)));
 
         let by_name = LinkProof::Named {
             connection_id: None,
         };
-        let plan = plan_link(&primary, &target, &by_name, Some(&secondary)).unwrap();
+        let plan = plan_link(
+            &primary,
+            &target,
+            &by_name,
+            Some(&secondary),
+            &LinkingPolicy::default(),
+        )
+        .unwrap();
         assert!(plan.moved[0].link_state.blocked);
         assert!(
             !plan.moved[0]
@@ -386,11 +537,121 @@ mod tests {
             identities: plan.identities,
             ..primary
         };
-        let unlinked = plan_unlink(&primary, &target, "t1").unwrap();
+        let unlinked = plan_unlink(&primary, &target, "t1", UnlinkMode::Auth0).unwrap();
         assert!(
             unlinked.new_user.blocked,
             "blocked survives link and unlink"
         );
         assert!(unlinked.new_user.identities[0].link_state.is_default());
+    }
+
+    fn link_then_unlink(policy: LinkingPolicy) -> (UserRecord, UserRecord, LinkPlan) {
+        let primary = user("auth0", "aaa", "p@example.com");
+        let mut secondary = user("google-oauth2", "111", "s@example.com");
+        secondary.user_metadata = json!({"k": 2, "theme": "dark"}).as_object().cloned();
+        secondary.app_metadata = json!({"plan": "pro"}).as_object().cloned().unwrap();
+        secondary.logins_count = 7;
+        secondary.last_login = Some("t-login".into());
+        secondary.created_at = "t-created".into();
+        let target = IdentityKey::new("google-oauth2", "111");
+        let by_name = LinkProof::Named {
+            connection_id: None,
+        };
+        let plan = plan_link(&primary, &target, &by_name, Some(&secondary), &policy).unwrap();
+        let mut linked = plan.primary_after(&primary);
+        // A profile change the identity receives while linked (a later social sign-in).
+        if let Some(data) = linked.identities[1].profile_data.as_mut() {
+            data.insert("name".into(), json!("New Name"));
+        }
+        let unlinked = plan_unlink(&linked, &target, "t-unlink", policy.unlink).unwrap();
+        (secondary, unlinked.new_user, plan)
+    }
+
+    #[test]
+    fn restoring_unlink_gives_back_the_user_as_it_was_with_later_profile_changes() {
+        let policy = LinkingPolicy {
+            unlink: UnlinkMode::Restore,
+            merge: MergePolicy::None,
+        };
+        let (before, after, _) = link_then_unlink(policy);
+        assert_eq!(after.user_id, before.user_id);
+        assert_eq!(after.user_metadata, before.user_metadata);
+        assert_eq!(after.app_metadata, before.app_metadata);
+        assert_eq!(after.logins_count, 7);
+        assert_eq!(after.last_login.as_deref(), Some("t-login"));
+        assert_eq!(after.created_at, "t-created");
+        assert_eq!(after.updated_at, "t-unlink");
+        assert_eq!(after.profile.email, before.profile.email);
+        assert_eq!(after.profile.name.as_deref(), Some("New Name"));
+    }
+
+    #[test]
+    fn auth0_unlink_keeps_nothing_beyond_profile_data() {
+        let (_, after, plan) = link_then_unlink(LinkingPolicy::default());
+        assert!(
+            plan.moved[0].link_state.restore.is_none(),
+            "no snapshot kept"
+        );
+        assert_eq!(after.user_metadata, None);
+        assert!(after.app_metadata.is_empty());
+        assert_eq!(after.logins_count, 0);
+        assert_eq!(after.created_at, "t-unlink");
+    }
+
+    #[test]
+    fn a_snapshot_from_a_restore_link_is_ignored_by_an_auth0_unlink() {
+        let policy = LinkingPolicy {
+            unlink: UnlinkMode::Restore,
+            merge: MergePolicy::None,
+        };
+        let (_, _, plan) = link_then_unlink(policy);
+        let primary = user("auth0", "aaa", "p@example.com");
+        let linked = plan.primary_after(&primary);
+        let target = IdentityKey::new("google-oauth2", "111");
+        let unlinked = plan_unlink(&linked, &target, "t1", UnlinkMode::Auth0).unwrap();
+        assert_eq!(unlinked.new_user.user_metadata, None);
+    }
+
+    #[test]
+    fn merge_policy_decides_the_primarys_metadata_and_what_is_discarded() {
+        let none = LinkingPolicy::default();
+        let (_, _, plan) = link_then_unlink(none);
+        assert!(
+            !plan.metadata_changed,
+            "Auth0 leaves the primary's metadata alone"
+        );
+        assert_eq!(plan.user_metadata, json!({"k": 1}).as_object().cloned());
+        assert_eq!(
+            Value::Object(plan.discarded.user_metadata),
+            json!({"k": 2, "theme": "dark"})
+        );
+        assert_eq!(
+            Value::Object(plan.discarded.app_metadata),
+            json!({"plan": "pro"})
+        );
+
+        let primary_wins = LinkingPolicy {
+            merge: MergePolicy::PrimaryWins,
+            ..none
+        };
+        let (_, _, plan) = link_then_unlink(primary_wins);
+        assert!(plan.metadata_changed);
+        assert_eq!(
+            plan.user_metadata,
+            json!({"k": 1, "theme": "dark"}).as_object().cloned()
+        );
+        assert_eq!(Value::Object(plan.discarded.user_metadata), json!({"k": 2}));
+        assert_eq!(Value::Object(plan.app_metadata), json!({"plan": "pro"}));
+
+        let secondary_wins = LinkingPolicy {
+            merge: MergePolicy::SecondaryWins,
+            ..none
+        };
+        let (_, _, plan) = link_then_unlink(secondary_wins);
+        assert_eq!(
+            plan.user_metadata,
+            json!({"k": 2, "theme": "dark"}).as_object().cloned()
+        );
+        assert_eq!(Value::Object(plan.discarded.user_metadata), json!({"k": 1}));
     }
 }

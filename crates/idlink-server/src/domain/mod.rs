@@ -7,6 +7,7 @@ pub mod error;
 pub mod ids;
 pub mod invented;
 pub mod linking;
+pub mod merge;
 pub mod model;
 pub mod payload;
 pub mod search;

@@ -107,13 +107,89 @@ pub struct LinkState {
     /// again when unlinked.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub blocked: bool,
+    /// What an unlink with `[linking] unlink = "restore"` brings back; kept only when
+    /// that setting was on at link time (see [`Standalone`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Box<Standalone>>,
+}
+
+/// The part of a standalone user that `profileData` cannot hold, kept at link time so
+/// that a restoring unlink recreates the user as it was (an idlink extension; Auth0
+/// loses all of it). Root profile attributes are not here: they live on in the
+/// identity's `profileData`, which is what the recreated user's profile comes from —
+/// changes made to it while linked included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Standalone {
+    pub user_metadata: Option<Map<String, Value>>,
+    pub app_metadata: Map<String, Value>,
+    /// Values of the attributes idlink had invented (a database user's default
+    /// `name`, `nickname`, `picture`), which `profileData` leaves out.
+    pub invented: Map<String, Value>,
+    pub blocked_ever_set: bool,
+    pub last_login: Option<String>,
+    pub logins_count: i64,
+    pub last_password_reset: Option<String>,
+    pub created_at: String,
+}
+
+impl Standalone {
+    /// What `user` would lose by being linked.
+    pub fn of(user: &UserRecord) -> Self {
+        let mut profile = user.profile.clone();
+        let invented = PROFILE_STRINGS
+            .iter()
+            .filter(|key| user.profile.invented.contains(**key))
+            .filter_map(|key| {
+                let value = profile.string_field(key)?.take()?;
+                Some(((*key).to_owned(), Value::String(value)))
+            })
+            .collect();
+        Self {
+            user_metadata: user.user_metadata.clone(),
+            app_metadata: user.app_metadata.clone(),
+            invented,
+            blocked_ever_set: user.blocked_ever_set,
+            last_login: user.last_login.clone(),
+            logins_count: user.logins_count,
+            last_password_reset: user.last_password_reset.clone(),
+            created_at: user.created_at.clone(),
+        }
+    }
+
+    /// Puts back the invented attributes a profile recreated from `profileData` lacks
+    /// (before defaults are filled in, so the user gets its own back, not new ones).
+    pub fn restore_invented(&self, profile: &mut Profile) {
+        for (key, value) in &self.invented {
+            if let (Value::String(value), Some(slot)) = (value, profile.string_field(key)) {
+                if slot.is_none() {
+                    *slot = Some(value.clone());
+                    profile.invented.insert(key.clone());
+                }
+            }
+        }
+    }
+
+    /// Puts back into `user` (recreated from `profileData`) the rest the link took away.
+    pub fn restore_into(&self, user: &mut UserRecord) {
+        user.user_metadata.clone_from(&self.user_metadata);
+        user.app_metadata.clone_from(&self.app_metadata);
+        user.blocked_ever_set |= self.blocked_ever_set;
+        user.last_login.clone_from(&self.last_login);
+        user.logins_count = self.logins_count;
+        user.last_password_reset
+            .clone_from(&self.last_password_reset);
+        user.created_at.clone_from(&self.created_at);
+    }
 }
 
 impl LinkState {
-    /// The state a standalone user leaves on its main identity when linked.
-    pub fn of(user: &UserRecord) -> Self {
+    /// The state a standalone user leaves on its main identity when linked; with
+    /// `keep_for_restore`, also what a restoring unlink needs.
+    pub fn of(user: &UserRecord, keep_for_restore: bool) -> Self {
         Self {
             blocked: user.blocked,
+            restore: keep_for_restore.then(|| Box::new(Standalone::of(user))),
         }
     }
 

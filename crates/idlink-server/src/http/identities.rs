@@ -1,5 +1,6 @@
-//! `POST /api/v2/users/{id}/identities` (link) and
-//! `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` (unlink).
+//! `POST /api/v2/users/{id}/identities` (link),
+//! `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` (unlink), and idlink's
+//! `POST /idlink/v1/users/{id}/identities/preview` (the link's outcome, nothing written).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +13,8 @@ use super::extract::{ApiPath, RawBody, parse_payload};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking::{self, LinkProof};
+use crate::domain::linking::{self, LinkProof, LinkingPolicy};
+use crate::domain::merge::MergePolicy;
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
@@ -29,6 +31,31 @@ pub fn router() -> Router<AppState> {
             "/users/{id}/identities/{provider}/{user_id}",
             delete(unlink),
         )
+}
+
+/// idlink's own routes about linking (mounted under `/idlink/v1`).
+pub fn extension_router() -> Router<AppState> {
+    Router::new().route("/users/{id}/identities/preview", post(preview))
+}
+
+/// The request header that overrides the tenant's `[linking] merge` for one link.
+pub const MERGE_POLICY_HEADER: &str = "idlink-merge-policy";
+
+/// The tenant's linking policy, with the merge policy a request may name instead.
+fn linking_policy(state: &AppState, headers: &HeaderMap) -> Result<LinkingPolicy> {
+    let mut policy = state.linking;
+    if let Some(value) = headers.get(MERGE_POLICY_HEADER) {
+        policy.merge = value
+            .to_str()
+            .ok()
+            .and_then(MergePolicy::parse)
+            .ok_or_else(|| {
+                Error::InvalidHeader(format!(
+                    "Invalid value of header {MERGE_POLICY_HEADER}: expected none, primary-wins or secondary-wins."
+                ))
+            })?;
+    }
+    Ok(policy)
 }
 
 /// A validated link body.
@@ -193,7 +220,35 @@ async fn link_checked(
     body: &[u8],
     attempted: &mut Attempted,
 ) -> Result<Vec<Identity>> {
+    let (target, proof, policy) =
+        resolve_link(state, principal, id, headers, body, attempted).await?;
+    // A successful link makes the secondary (whose main identity is the target) part
+    // of the primary; the event is written in the link's own transaction.
+    let event = LogEvent::new(
+        Operation::Link,
+        &principal.actor(),
+        id,
+        attempted.secondary_user_id.clone(),
+        attempted.request.clone(),
+        StatusCode::CREATED.as_u16(),
+        None,
+        &crate::clock::now_iso(),
+    );
+    state.store.link(id, &target, &proof, &policy, &event).await
+}
+
+/// Everything a link decides before it touches the store: the caller may act on `id`,
+/// the body is valid, and names (or proves) the identity to link, under which policy.
+async fn resolve_link(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    attempted: &mut Attempted,
+) -> Result<(IdentityKey, LinkProof, LinkingPolicy)> {
     principal.authorize_on(id, SCOPES)?;
+    let policy = linking_policy(state, headers)?;
     let request = parse_link_request(&parse_payload(headers, body)?)?;
     let (target, proof) = match request {
         LinkRequest::Identity {
@@ -231,20 +286,79 @@ async fn link_checked(
             (target, LinkProof::IdToken)
         }
     };
-    // A successful link makes the secondary (whose main identity is the target) part
-    // of the primary; the event is written in the link's own transaction.
     attempted.secondary_user_id = Some(target.to_user_id());
-    let event = LogEvent::new(
-        Operation::Link,
-        &principal.actor(),
-        id,
-        attempted.secondary_user_id.clone(),
-        attempted.request.clone(),
-        StatusCode::CREATED.as_u16(),
-        None,
-        &crate::clock::now_iso(),
-    );
-    state.store.link(id, &target, &proof, &event).await
+    if policy.merge != MergePolicy::None {
+        attempted.request["merge"] = json!(policy.merge);
+    }
+    Ok((target, proof, policy))
+}
+
+/// The answer of a link preview.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Preview {
+    /// The primary as it would be after the link (`GET /api/v2/users/{id}`'s shape).
+    user: idlink_types::User,
+    /// The link's own answer.
+    identities: Vec<UserIdentity>,
+    /// The metadata the merge would throw away.
+    discarded: Discarded,
+    /// The merge policy applied.
+    merge: MergePolicy,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Discarded {
+    user_metadata: serde_json::Map<String, Value>,
+    app_metadata: serde_json::Map<String, Value>,
+}
+
+/// What a link with this body would do, decided by the same rule on the users as they
+/// are now; nothing is written (a real link decides again inside its transaction).
+#[utoipa::path(
+    post,
+    path = "/idlink/v1/users/{id}/identities/preview",
+    tag = "identities",
+    params(
+        ("id" = String, Path, description = "The primary user's user_id"),
+        ("idlink-merge-policy" = Option<String>, Header, description = "none, primary-wins or secondary-wins: overrides the tenant's [linking] merge"),
+    ),
+    request_body(content(
+        (idlink_types::LinkUserIdentityRequestContent = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The primary as it would be after the link, the link's answer, and the metadata the merge would discard; nothing is written", body = Object),
+        (status = 409, description = "The identity is already linked to the primary (`identity_conflict`)", body = idlink_types::ErrorBody),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["update:users"]), ("bearer" = ["update:current_user_identities"]))
+)]
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Preview>> {
+    let mut attempted = Attempted::default();
+    let (target, proof, policy) =
+        resolve_link(&state, &principal, &id, &headers, &body, &mut attempted).await?;
+    let primary = state
+        .store
+        .user(&id)
+        .await?
+        .ok_or(DomainError::UserNotFound)?;
+    // A linkable secondary is a standalone user, whose id its main identity names.
+    let secondary = state.store.user(&target.to_user_id()).await?;
+    let plan = linking::plan_link(&primary, &target, &proof, secondary.as_ref(), &policy)?;
+    Ok(Json(Preview {
+        user: plan.primary_after(&primary).to_wire(),
+        identities: wire(&plan.identities),
+        discarded: Discarded {
+            user_metadata: plan.discarded.user_metadata,
+            app_metadata: plan.discarded.app_metadata,
+        },
+        merge: policy.merge,
+    }))
 }
 
 #[utoipa::path(
@@ -286,7 +400,11 @@ pub(super) async fn unlink(
                 None,
                 &now,
             );
-            match state.store.unlink(&id, &target, &now, &event).await {
+            let unlinked = state
+                .store
+                .unlink(&id, &target, &now, state.linking.unlink, &event)
+                .await;
+            match unlinked {
                 Err(Error::Domain(DomainError::IdentityNotFound)) => {
                     unlink_no_op(&state, &id, event).await
                 }

@@ -38,6 +38,15 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             ratelimit::middleware,
         ));
+    // idlink's own API beside Auth0's: the same authentication and rate limits.
+    let extensions = Router::new()
+        .merge(identities::extension_router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::middleware,
+        ));
     let authentication = Router::new()
         .merge(oauth::router())
         .merge(well_known::router())
@@ -48,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/api/v2", management)
+        .nest("/idlink/v1", extensions)
         .merge(authentication)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

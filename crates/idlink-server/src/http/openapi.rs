@@ -42,6 +42,7 @@ use crate::state::AppState;
         super::users::by_email,
         super::identities::link,
         super::identities::unlink,
+        super::identities::preview,
         super::connections::list,
         super::connections::read,
         super::logs::list,

@@ -10,12 +10,12 @@ use std::future::Future;
 
 use crate::domain::audit::LogEvent;
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking::{self, LinkPlan, LinkProof, UnlinkPlan};
+use crate::domain::linking::{self, LinkPlan, LinkProof, LinkingPolicy, UnlinkMode, UnlinkPlan};
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::domain::users::UserPatch;
 use crate::error::Error;
 
-use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column};
+use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_metadata_text};
 
 /// A statement parameter, owned so that a backend may hold statements back and send
 /// several in one round trip.
@@ -171,6 +171,9 @@ pub const CLOSE_GAP: &str =
     "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?";
 pub const DELETE_USER: &str = "DELETE FROM users WHERE user_id = ?";
 pub const TOUCH_USER: &str = "UPDATE users SET updated_at = ? WHERE user_id = ?";
+/// The primary's metadata after a link that merged the secondary's into it.
+pub const WRITE_METADATA: &str =
+    "UPDATE users SET user_metadata = ?, app_metadata = ? WHERE user_id = ?";
 pub const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description, client_id, \
      user_id, secondary_user_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 /// Writes a user's root profile (everything a patch can change).
@@ -269,6 +272,7 @@ pub async fn link<T: Tx>(
     primary_id: &str,
     target: &IdentityKey,
     proof: &LinkProof,
+    policy: &LinkingPolicy,
     audit: &LogEvent,
 ) -> Outcome<Vec<Identity>, T> {
     let (primary, secondary) = if T::ROW_LOCKS {
@@ -284,7 +288,7 @@ pub async fn link<T: Tx>(
         tx.load_link_parties(primary_id, target).await?
     };
     let primary = primary.ok_or(DomainError::UserNotFound)?;
-    let plan = linking::plan_link(&primary, target, proof, secondary.as_ref())?;
+    let plan = linking::plan_link(&primary, target, proof, secondary.as_ref(), policy)?;
     apply_link(tx, &primary.user_id, &plan, audit)
         .await
         .map_err(Failure::Db)?;
@@ -348,6 +352,14 @@ async fn apply_link<T: Tx>(
     }
     tx.execute(DELETE_USER, vec![(&plan.secondary_user_id).into()])
         .await?;
+    if plan.metadata_changed {
+        let params = vec![
+            Param::Text(Some(user_metadata_text(plan.user_metadata.as_ref()))),
+            Param::Text(Some(json_text(&plan.app_metadata))),
+            primary_id.into(),
+        ];
+        tx.execute(WRITE_METADATA, params).await?;
+    }
     let now = crate::clock::now_iso();
     tx.execute(TOUCH_USER, vec![now.as_str().into(), primary_id.into()])
         .await?;
@@ -362,6 +374,7 @@ pub async fn unlink<T: Tx>(
     primary_id: &str,
     target: &IdentityKey,
     now: &str,
+    mode: UnlinkMode,
     audit: &LogEvent,
 ) -> Outcome<Vec<Identity>, T> {
     // Only the primary needs a lock: the recreated user is new.
@@ -372,7 +385,7 @@ pub async fn unlink<T: Tx>(
         .load_user(primary_id)
         .await?
         .ok_or(DomainError::UserNotFound)?;
-    let plan = linking::plan_unlink(&primary, target, now)?;
+    let plan = linking::plan_unlink(&primary, target, now, mode)?;
     let gap = position(plan.position)?;
     apply_unlink(tx, &primary.user_id, &plan, gap, now, audit)
         .await

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::audit::{LogEvent, LogQuery};
-use crate::domain::linking::LinkProof;
+use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -145,21 +145,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Links the standalone user whose main identity is `target` into `primary_id`;
     /// returns the primary's identities. See [`crate::domain::linking::plan_link`], which
     /// gets `proof` and decides on the rows as loaded inside the transaction.
-    /// `audit` is written in the same transaction, so a link is never without its record.
+    /// `policy` says what becomes of the secondary's metadata (and whether a restoring
+    /// unlink's snapshot is kept). `audit` is written in the same transaction, so a link
+    /// is never without its record.
     async fn link(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         proof: &LinkProof,
+        policy: &LinkingPolicy,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
     /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns
-    /// the primary's remaining identities. `audit` is written in the same transaction.
+    /// the primary's remaining identities (`mode`: as Auth0, or restoring the user as it
+    /// was). `audit` is written in the same transaction.
     async fn unlink(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        mode: UnlinkMode,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
 

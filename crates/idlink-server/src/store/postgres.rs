@@ -37,7 +37,7 @@ use super::search_sql::Dialect;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking::LinkProof;
+use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -717,6 +717,7 @@ impl Store for PgStore {
         primary_id: &str,
         target: &IdentityKey,
         proof: &LinkProof,
+        policy: &LinkingPolicy,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         // A unique violation here can only come from a race the locks did not order
@@ -725,7 +726,9 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
-            |conn| async move { core::link(&mut PgTx(conn), primary_id, target, proof, audit).await }
+            |conn| async move {
+                core::link(&mut PgTx(conn), primary_id, target, proof, policy, audit).await
+            }
         )
     }
 
@@ -734,12 +737,15 @@ impl Store for PgStore {
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        mode: UnlinkMode,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move { core::unlink(&mut PgTx(conn), primary_id, target, now, audit).await }
+            |conn| async move {
+                core::unlink(&mut PgTx(conn), primary_id, target, now, mode, audit).await
+            }
         )
     }
 

@@ -107,6 +107,11 @@ pub fn json_text(map: &Map<String, Value>) -> String {
     Value::Object(map.clone()).to_string()
 }
 
+/// `user_metadata` as stored: JSON `null` until it is first set.
+pub fn user_metadata_text(metadata: Option<&Map<String, Value>>) -> String {
+    metadata.map_or_else(|| Value::Null.to_string(), json_text)
+}
+
 /// `user_metadata` is stored as JSON `null` until it is first set.
 fn optional_json_object(text: &str) -> Result<Option<Map<String, Value>>> {
     serde_json::from_str(text).map_err(Error::internal)
@@ -275,10 +280,7 @@ impl UserColumns {
         UserColumns {
             email_lower: user.profile.email.as_deref().map(str::to_lowercase),
             profile_extra: json_text(&user.profile.extra),
-            user_metadata: user
-                .user_metadata
-                .as_ref()
-                .map_or_else(|| Value::Null.to_string(), json_text),
+            user_metadata: user_metadata_text(user.user_metadata.as_ref()),
             app_metadata: json_text(&user.app_metadata),
             invented_attributes: user
                 .profile

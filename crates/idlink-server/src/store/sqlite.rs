@@ -28,7 +28,7 @@ use super::sqlite_writer::Writer;
 use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
-use crate::domain::linking::LinkProof;
+use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
@@ -563,14 +563,15 @@ impl Store for SqliteStore {
         primary_id: &str,
         target: &IdentityKey,
         proof: &LinkProof,
+        policy: &LinkingPolicy,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (proof, audit) = (proof.clone(), audit.clone());
+        let (proof, policy, audit) = (proof.clone(), *policy, audit.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::link(tx, &primary_id, &target, &proof, &audit).await
+                    core::link(tx, &primary_id, &target, &proof, &policy, &audit).await
                 })
                 // Link's writes only fail on a broken database.
                 .map_err(|failure| settle(failure, Error::internal("unique violation in a link")))
@@ -583,6 +584,7 @@ impl Store for SqliteStore {
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
+        mode: UnlinkMode,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
@@ -590,7 +592,7 @@ impl Store for SqliteStore {
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::unlink(tx, &primary_id, &target, &now, &audit).await
+                    core::unlink(tx, &primary_id, &target, &now, mode, &audit).await
                 })
                 // Unlink recreates a user, whose id may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
