@@ -26,6 +26,12 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).
     pub request_timeout: std::time::Duration,
+    /// The server's clock (tokens, audit dates, rate-limit windows); only the
+    /// emulator's control API shifts it.
+    pub clock: crate::clock::Clock,
+    /// Emulator mode's state; `None` in plain `serve`, where the control API does not
+    /// exist.
+    pub emulator: Option<Arc<crate::emulator::Emulator>>,
 }
 
 impl AppState {

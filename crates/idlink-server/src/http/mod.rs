@@ -3,6 +3,7 @@
 mod connections;
 mod content_type;
 pub mod extract;
+pub mod faults;
 mod fields;
 mod identities;
 pub mod limits;
@@ -46,10 +47,17 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             ratelimit::authentication_middleware,
         ));
-    Router::new()
+    let mut root = Router::new()
         .nest("/api/v2", management)
-        .merge(authentication)
-        .fallback(not_found)
+        .merge(authentication);
+    if state.emulator.is_some() {
+        // Never in plain `serve`: there, every /idlink/v1/ path is a 404.
+        root = root.nest(
+            "/idlink/v1",
+            crate::emulator::control::router(state.clone()),
+        );
+    }
+    root.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
@@ -57,6 +65,12 @@ pub fn app(state: AppState) -> Router {
             limits::middleware,
         ))
         .layer(middleware::from_fn(content_type::middleware))
+        // Faults answer before anything else sees the request (limits, rate limits,
+        // handlers), so a faulted request has no effect.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::middleware,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
