@@ -123,11 +123,28 @@ impl Server {
         if let Some(path) = config.credentials_path() {
             bootstrap::write_credentials(&path, &tenant_state.admin, &public_url, &audience)?;
         }
+        // Emulator mode: the admin secret was just hashed (generated) or checked against
+        // the stored hash (pinned, see `bootstrap::ensure_admin`), so its first token
+        // needs no argon2 (fast start, and no 19 MiB work area). Only there: instances
+        // sharing a database could rewrite the hash in between.
+        let client_secrets = ClientSecretCache::default();
+        let admin = &tenant_state.admin;
+        let pinned = match (&config.admin_client_id, &config.admin_client_secret) {
+            (Some(id), Some(secret)) if *id == admin.client_id => Some(secret),
+            _ => None,
+        };
+        let known = admin.generated_secret.as_ref().or(pinned);
+        if let Some(secret) = known.filter(|_| config.emulator.is_some()) {
+            let stored = store.client(&admin.client_id).await?;
+            if let Some(hash) = stored.and_then(|c| c.secret_hash) {
+                client_secrets.remember(&admin.client_id, secret, &hash);
+            }
+        }
         let state = AppState {
             tokens: Tokens::new(tenant, keys, store.clone()).with_clock(clock.clone()),
             store,
             connections: Arc::new(tenant_state.connections),
-            client_secrets: ClientSecretCache::default(),
+            client_secrets,
             rate_limiter: Arc::new(
                 RateLimiter::with_client_limit(
                     config.tenant.rate_limit.unwrap_or_default(),

@@ -240,6 +240,17 @@ pub struct ClientSecretCache {
 }
 
 impl ClientSecretCache {
+    /// Records `secret` as verified against `stored_hash`, for a secret this process
+    /// already knows to be right (the admin secret it generated or was pinned with and
+    /// has just checked), so its first token costs no argon2 work.
+    pub fn remember(&self, client_id: &str, secret: &str, stored_hash: &str) {
+        let fingerprint = sha256(&[secret.as_bytes(), stored_hash.as_bytes()]);
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(client_id.to_owned(), fingerprint);
+    }
+
     /// Verifies a client's secret against its stored argon2 hash.
     pub async fn verify(&self, client_id: &str, secret: &str, stored_hash: &str) -> Result<bool> {
         let fingerprint = sha256(&[secret.as_bytes(), stored_hash.as_bytes()]);
