@@ -14,6 +14,7 @@ pub mod process;
 pub mod raw;
 pub mod report;
 pub mod scenario;
+pub mod startup;
 pub mod targets;
 
 /// Parses a duration: `10`, `2.5`, `10s`, `500ms`.

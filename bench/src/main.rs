@@ -34,6 +34,47 @@ enum Command {
     /// IDLINK_TEST_POSTGRES_URL is set), the store ceiling and the Firebase Auth
     /// Emulator, and measure them all side by side.
     Compare(CompareArgs),
+    /// Start `idlink emulate` (cold, with a dev signing key, restarted, seeded with
+    /// 10,000 users) and the Firebase Auth Emulator, and report for each the time to
+    /// ready (/health and a first token) and the resident memory, as JSON.
+    Startup(StartupArgs),
+}
+
+#[derive(Debug, Args)]
+struct StartupArgs {
+    /// The idlink binary (default: built by cargo, beside this executable).
+    #[arg(long, env = "IDLINK_BENCH_BIN")]
+    idlink_bin: Option<PathBuf>,
+    /// Users in the seeded case.
+    #[arg(long, default_value_t = 10_000)]
+    seeded_users: usize,
+    /// Leave out the Firebase Auth Emulator.
+    #[arg(long)]
+    no_firebase: bool,
+}
+
+async fn run_startup(args: StartupArgs) -> Result<Vec<BenchResult>, String> {
+    let bin = idlink_bench::targets::idlink_binary(args.idlink_bin)?;
+    let mut rows = idlink_bench::startup::idlink_cases(&bin, args.seeded_users).await?;
+    if !args.no_firebase {
+        let script = idlink_bench::targets::ensure_firebase_tools()?;
+        rows.push(idlink_bench::startup::firebase_case(&script).await?);
+    }
+    for row in &rows {
+        eprintln!(
+            "{:<24} {:<14} ready {:>9} ms  (health {:>9} ms)  rss {:>7} MiB",
+            row["target"].as_str().unwrap_or_default(),
+            row["case"].as_str().unwrap_or_default(),
+            row["ready_ms"],
+            row["health_ms"],
+            row["rss_mib"]
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({"startup": rows, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
+    );
+    Ok(Vec::new())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,6 +259,7 @@ fn main() -> ExitCode {
         let work = async {
             match cli.command {
                 Some(Command::Compare(args)) => run_compare(args).await,
+                Some(Command::Startup(args)) => run_startup(args).await,
                 None => run_one(cli.run).await,
             }
         };

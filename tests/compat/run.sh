@@ -3,7 +3,9 @@
 # the `auth0` npm package (tests/compat/node), each run twice:
 #   1. plain HTTP, the SDKs given an explicit base URL where they take one;
 #   2. HTTPS (--tls-self-signed), the SDKs given only a domain, trusting the generated
-#      certificate through REQUESTS_CA_BUNDLE / SSL_CERT_FILE / NODE_EXTRA_CA_CERTS.
+#      certificate through REQUESTS_CA_BUNDLE / SSL_CERT_FILE / NODE_EXTRA_CA_CERTS;
+#   3. emulate: `idlink emulate` (in-memory tenant) over plain HTTP, where the suites also
+#      count the SDKs' retries through the emulator's fault injection.
 #
 # Needs: cargo, python3 (3.9+) with venv, node 20+ and npm, and access to PyPI and npm.
 # Installs into tests/compat/python/.venv and tests/compat/node/node_modules (reused when
@@ -11,14 +13,14 @@
 # `compat: N passed, N failed, N skipped`.
 #
 # Environment: IDLINK_BIN (use this binary instead of `cargo build -p idlink`),
-# IDLINK_COMPAT_SUITES (default "python node"), IDLINK_COMPAT_MODES (default "http https"),
+# IDLINK_COMPAT_SUITES (default "python node"), IDLINK_COMPAT_MODES (default "http https emulate"),
 # IDLINK_COMPAT_KEEP=1 keeps the temporary directory (logs, database).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 suites="${IDLINK_COMPAT_SUITES:-python node}"
-modes="${IDLINK_COMPAT_MODES:-http https}"
+modes="${IDLINK_COMPAT_MODES:-http https emulate}"
 
 passed=0
 failed=0
@@ -132,10 +134,13 @@ start_server() { # mode
     port="$(free_port)"
     local args=(serve --bind "127.0.0.1:$port" --db "sqlite://$dir/idlink.db")
     [[ "$mode" == https ]] && args+=(--tls-self-signed)
+    [[ "$mode" == emulate ]] && args=(emulate --bind "127.0.0.1:$port")
+    local scheme=http
+    [[ "$mode" == https ]] && scheme=https
     IDLINK_ADMIN_CLIENT_ID="$admin_id" IDLINK_ADMIN_CLIENT_SECRET="$admin_secret" \
         RUST_LOG="${RUST_LOG:-warn}" "$bin" "${args[@]}" >"$dir/server.log" 2>&1 &
     server_pid=$!
-    url="$mode://127.0.0.1:$port"
+    url="$scheme://127.0.0.1:$port"
     for _ in $(seq 150); do
         if ! kill -0 "$server_pid" 2>/dev/null; then
             cat "$dir/server.log" >&2

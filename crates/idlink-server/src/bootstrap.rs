@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::store::{ClientRecord, Store};
 use idlink_types::{GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM};
 
-const ADMIN_CLIENT_SETTING: &str = "admin_client_id";
+/// The setting naming the admin client.
+pub const ADMIN_CLIENT_SETTING: &str = "admin_client_id";
 const ADMIN_CLIENT_NAME: &str = "idlink admin (machine-to-machine)";
 
 /// The admin client's credentials as this start knows them.
@@ -48,37 +49,7 @@ pub async fn ensure_tenant(store: &dyn Store, config: &Config) -> Result<Tenant>
         store.add_signing_key(&key).await?;
     }
 
-    let mut wanted = vec![(
-        DEFAULT_DATABASE_CONNECTION.to_owned(),
-        DATABASE_STRATEGY.to_owned(),
-    )];
-    wanted.extend(
-        DEFAULT_SOCIAL_CONNECTIONS
-            .iter()
-            .map(|s| (s.to_string(), s.to_string())),
-    );
-    wanted.extend(
-        config
-            .tenant
-            .connections
-            .iter()
-            .map(|c| (c.name.clone(), c.strategy.clone())),
-    );
-    for (name, strategy) in wanted {
-        let stored = store
-            .ensure_connection(&Connection {
-                id: ids::connection_id(),
-                name: name.clone(),
-                strategy: strategy.clone(),
-            })
-            .await?;
-        if stored.strategy != strategy {
-            return Err(Error::internal(format!(
-                "connection {name:?} exists with strategy {:?}, not {strategy:?}",
-                stored.strategy
-            )));
-        }
-    }
+    ensure_connections(store, config).await?;
 
     let admin = ensure_admin(store, config).await?;
 
@@ -102,6 +73,48 @@ pub async fn ensure_tenant(store: &dyn Store, config: &Config) -> Result<Tenant>
         connections: store.connections().await?,
         admin,
     })
+}
+
+/// The default and configured connections, as `(name, strategy)`.
+pub fn wanted_connections(config: &Config) -> Vec<(String, String)> {
+    let mut wanted = vec![(
+        DEFAULT_DATABASE_CONNECTION.to_owned(),
+        DATABASE_STRATEGY.to_owned(),
+    )];
+    wanted.extend(
+        DEFAULT_SOCIAL_CONNECTIONS
+            .iter()
+            .map(|s| (s.to_string(), s.to_string())),
+    );
+    wanted.extend(
+        config
+            .tenant
+            .connections
+            .iter()
+            .map(|c| (c.name.clone(), c.strategy.clone())),
+    );
+    wanted
+}
+
+/// Creates the default and configured connections that are missing.
+pub async fn ensure_connections(store: &dyn Store, config: &Config) -> Result<()> {
+    for (name, strategy) in wanted_connections(config) {
+        let stored = store
+            .ensure_connection(&Connection {
+                id: ids::connection_id(),
+                name: name.clone(),
+                strategy: strategy.clone(),
+            })
+            .await?;
+        if stored.strategy != strategy {
+            return Err(Error::internal(format!(
+                "connection {name:?} exists with strategy {:?}, not {strategy:?}",
+                stored.strategy
+            )));
+        }
+    }
+
+    Ok(())
 }
 
 fn admin_record(client_id: String, secret_hash: String) -> ClientRecord {

@@ -49,6 +49,9 @@ pub struct Config {
     pub store: crate::store::StoreOptions,
     /// Serve HTTPS with this certificate (see [`crate::tls`]); plain HTTP when `None`.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Emulator mode (`idlink emulate`): the control API under `/idlink/v1/`, a seed, a
+    /// dev signing key. `None` (plain `serve`): no control API at all.
+    pub emulator: Option<crate::emulator::EmulatorSettings>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             tenant: TenantConfig::default(),
             store: crate::store::StoreOptions::default(),
             tls: None,
+            emulator: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod domain;
+pub mod emulator;
 pub mod error;
 pub mod http;
 pub mod private_files;

@@ -10,7 +10,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+use crate::clock::Clock;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -139,7 +141,7 @@ impl Bucket {
     }
 
     /// Refills for the time elapsed, then takes a token if there is one.
-    fn take(&mut self, limit: RateLimit, now: Instant) -> Decision {
+    fn take(&mut self, limit: RateLimit, now: Instant, unix_now: f64) -> Decision {
         let RateLimit {
             burst, per_second, ..
         } = limit;
@@ -155,10 +157,6 @@ impl Bucket {
         } else {
             (1.0 - self.tokens) / per_second
         };
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
         Decision {
             allowed,
             limit: burst,
@@ -202,6 +200,7 @@ impl Decision {
 pub struct KeyedBuckets {
     limit: RateLimit,
     buckets: Mutex<HashMap<String, Bucket>>,
+    clock: Clock,
 }
 
 impl KeyedBuckets {
@@ -210,12 +209,18 @@ impl KeyedBuckets {
         Self {
             limit,
             buckets: Mutex::new(HashMap::new()),
+            clock: Clock::default(),
         }
+    }
+
+    fn with_clock(mut self, clock: &Clock) -> Self {
+        self.clock = clock.clone();
+        self
     }
 
     /// Takes a token from `key`'s bucket if there is one.
     pub fn take(&self, key: &str) -> Decision {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let limit = self.limit;
         let mut buckets = self
             .buckets
@@ -232,7 +237,7 @@ impl KeyedBuckets {
         buckets
             .entry(key.to_owned())
             .or_insert_with(|| Bucket::full(limit, now))
-            .take(limit, now)
+            .take(limit, now, self.clock.unix_now_f64())
     }
 }
 
@@ -245,6 +250,7 @@ pub struct RateLimiter {
     bucket: Mutex<Bucket>,
     clients: KeyedBuckets,
     unauthenticated: KeyedBuckets,
+    clock: Clock,
 }
 
 impl RateLimiter {
@@ -261,13 +267,27 @@ impl RateLimiter {
             bucket: Mutex::new(Bucket::full(tenant, Instant::now())),
             clients: KeyedBuckets::new(client),
             unauthenticated: KeyedBuckets::new(tenant),
+            clock: Clock::default(),
         }
+    }
+
+    /// The same buckets, refilled by `clock` (which the emulator can move forward).
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        self.clients = self.clients.with_clock(clock);
+        self.unauthenticated = self.unauthenticated.with_clock(clock);
+        self.clock = clock.clone();
+        self
     }
 
     /// Gives each source address of unauthenticated requests buckets of shape `limit`.
     pub fn with_unauthenticated_limit(mut self, limit: RateLimit) -> Self {
-        self.unauthenticated = KeyedBuckets::new(limit);
+        self.unauthenticated = KeyedBuckets::new(limit).with_clock(&self.clock);
         self
+    }
+
+    /// The tenant bucket's shape.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
     }
 
     /// Takes a token from the tenant's bucket if there is one.
@@ -275,7 +295,7 @@ impl RateLimiter {
         self.bucket
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(self.limit, Instant::now())
+            .take(self.limit, self.clock.instant(), self.clock.unix_now_f64())
     }
 
     /// Takes a token from `client`'s bucket if there is one.
@@ -331,6 +351,13 @@ impl TokenEndpointLimiter {
         }
     }
 
+    /// The same buckets, refilled by `clock`.
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        self.clients = self.clients.with_clock(clock);
+        self.addresses = self.addresses.with_clock(clock);
+        self
+    }
+
     /// Takes a token from the bucket of `source`.
     pub fn check_address(&self, source: Option<IpAddr>) -> Decision {
         self.addresses.take(&source_key(source))
@@ -368,7 +395,8 @@ pub fn put_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset));
 }
 
-fn too_many_requests(decision: &Decision) -> Response {
+/// The 429 answer of an empty bucket: Auth0's body, `Retry-After` and `x-ratelimit-*`.
+pub fn too_many_requests(decision: &Decision) -> Response {
     let mut response = Error::TooManyRequests.into_response();
     response
         .headers_mut()

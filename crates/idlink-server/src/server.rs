@@ -33,6 +33,17 @@ pub struct Server {
     connection_limits: ConnectionLimits,
 }
 
+/// The address to listen on: `:8080` (no host, as Go and Docker write it) means every
+/// IPv4 interface, `0.0.0.0:8080`.
+pub fn listen_address(bind: &str) -> String {
+    match bind.strip_prefix(':') {
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("0.0.0.0:{port}")
+        }
+        _ => bind.to_owned(),
+    }
+}
+
 /// `(public_url, api host)` for a server listening on `local_addr`.
 fn public_identity(config: &Config, local_addr: SocketAddr) -> (String, String) {
     let domain = config
@@ -63,7 +74,8 @@ impl Server {
     /// Binds `config.bind`, opens the database (creating and migrating it), bootstraps
     /// the tenant and builds the application state.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(&config.bind)
+        let bind = listen_address(&config.bind);
+        let listener = TcpListener::bind(&bind)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
         let local_addr = listener.local_addr()?;
@@ -78,7 +90,21 @@ impl Server {
         };
 
         let store = store::open(&config.database_url, &config.store).await?;
+        let clock = crate::clock::Clock::default();
+        if let Some(settings) = &config.emulator {
+            crate::emulator::prepare(store.as_ref(), &config, settings, &clock).await?;
+        }
         let tenant_state = bootstrap::ensure_tenant(store.as_ref(), &config).await?;
+        let emulator = match &config.emulator {
+            Some(settings) => {
+                let admin = tenant_state.admin.client_id.clone();
+                let start = crate::emulator::starting_state(store.as_ref(), &admin).await?;
+                Some(Arc::new(crate::emulator::Emulator::new(
+                    settings, admin, start,
+                )))
+            }
+            None => None,
+        };
         let tokens_config = &config.tenant.tokens;
         let max_lifetime = tokens_config
             .access_token_lifetime
@@ -97,11 +123,28 @@ impl Server {
         if let Some(path) = config.credentials_path() {
             bootstrap::write_credentials(&path, &tenant_state.admin, &public_url, &audience)?;
         }
+        // Emulator mode: the admin secret was just hashed (generated) or checked against
+        // the stored hash (pinned, see `bootstrap::ensure_admin`), so its first token
+        // needs no argon2 (fast start, and no 19 MiB work area). Only there: instances
+        // sharing a database could rewrite the hash in between.
+        let client_secrets = ClientSecretCache::default();
+        let admin = &tenant_state.admin;
+        let pinned = match (&config.admin_client_id, &config.admin_client_secret) {
+            (Some(id), Some(secret)) if *id == admin.client_id => Some(secret),
+            _ => None,
+        };
+        let known = admin.generated_secret.as_ref().or(pinned);
+        if let Some(secret) = known.filter(|_| config.emulator.is_some()) {
+            let stored = store.client(&admin.client_id).await?;
+            if let Some(hash) = stored.and_then(|c| c.secret_hash) {
+                client_secrets.remember(&admin.client_id, secret, &hash);
+            }
+        }
         let state = AppState {
-            tokens: Tokens::new(tenant, keys, store.clone()),
+            tokens: Tokens::new(tenant, keys, store.clone()).with_clock(clock.clone()),
             store,
             connections: Arc::new(tenant_state.connections),
-            client_secrets: ClientSecretCache::default(),
+            client_secrets,
             rate_limiter: Arc::new(
                 RateLimiter::with_client_limit(
                     config.tenant.rate_limit.unwrap_or_default(),
@@ -117,16 +160,24 @@ impl Server {
                         .unauthenticated_rate_limit
                         .or(config.tenant.rate_limit)
                         .unwrap_or_default(),
-                ),
+                )
+                .with_clock(&clock),
             ),
-            authentication_limiter: Arc::new(RateLimiter::new(RateLimit::GENEROUS)),
-            token_limiter: Arc::new(TokenEndpointLimiter::new(
-                config.tenant.token_rate_limit.unwrap_or_default(),
-                config.tenant.token_address_rate_limit.unwrap_or_default(),
-            )),
+            authentication_limiter: Arc::new(
+                RateLimiter::new(RateLimit::GENEROUS).with_clock(&clock),
+            ),
+            token_limiter: Arc::new(
+                TokenEndpointLimiter::new(
+                    config.tenant.token_rate_limit.unwrap_or_default(),
+                    config.tenant.token_address_rate_limit.unwrap_or_default(),
+                )
+                .with_clock(&clock),
+            ),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
             linking: config.tenant.linking,
+            clock,
+            emulator,
         };
         Ok(Self {
             listener,
@@ -225,6 +276,15 @@ impl Drop for KeyRefresh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_port_listens_everywhere() {
+        assert_eq!(listen_address(":8080"), "0.0.0.0:8080");
+        assert_eq!(listen_address("0.0.0.0:8080"), "0.0.0.0:8080");
+        assert_eq!(listen_address("127.0.0.1:0"), "127.0.0.1:0");
+        assert_eq!(listen_address("[::1]:8080"), "[::1]:8080");
+        assert_eq!(listen_address(":http"), ":http");
+    }
 
     #[test]
     fn identity_follows_public_url_then_domain_then_bind() {

@@ -28,6 +28,12 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// The tenant's `[linking]` settings (Auth0's behaviour unless configured).
     pub linking: crate::domain::linking::LinkingPolicy,
+    /// The server's clock (tokens, audit dates, rate-limit windows); only the
+    /// emulator's control API shifts it.
+    pub clock: crate::clock::Clock,
+    /// Emulator mode's state; `None` in plain `serve`, where the control API does not
+    /// exist.
+    pub emulator: Option<Arc<crate::emulator::Emulator>>,
 }
 
 impl AppState {

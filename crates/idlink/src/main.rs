@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
+use idlink_server::emulator::EmulatorSettings;
 use idlink_server::ratelimit::RateLimit;
 use idlink_server::store::{SqliteSynchronous, StoreOptions};
 use idlink_server::tls::TlsSettings;
@@ -29,7 +30,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (zero configuration: SQLite file `idlink.db`, port 8080).
-    Serve(Box<ServeArgs>),
+    Serve(Box<ServerArgs>),
+    /// Run an emulator for tests and local development: an in-memory tenant (unless
+    /// --db), an optional --seed, and the control API under /idlink/v1/ (reset,
+    /// snapshot, clock, faults), answering on loopback only.
+    Emulate(Box<EmulateArgs>),
     /// Manage the tenant's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -94,15 +99,17 @@ impl DbOptions {
     }
 }
 
+/// The flags `serve` and `emulate` share.
 #[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Address to listen on.
+struct ServerArgs {
+    /// Address to listen on (`:8080` listens on every interface).
     #[arg(long, env = "IDLINK_BIND", default_value = DEFAULT_BIND)]
     bind: String,
     /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB
-    /// (migrated at start-up; many instances may share it).
-    #[arg(long = "db", env = "IDLINK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
+    /// (migrated at start-up; many instances may share it). Default: sqlite://idlink.db
+    /// for serve; a fresh in-memory tenant for emulate.
+    #[arg(long = "db", env = "IDLINK_DATABASE_URL")]
+    database_url: Option<String>,
     /// Optional TOML file: domain, token lifetimes, connections, clients, rate limit.
     #[arg(long, env = "IDLINK_CONFIG")]
     config: Option<PathBuf>,
@@ -168,7 +175,29 @@ struct ServeArgs {
     db: DbOptions,
 }
 
-impl ServeArgs {
+/// `idlink emulate`: the server's flags and the emulator's.
+#[derive(Debug, clap::Args)]
+struct EmulateArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Start from this seed file (JSON, the snapshot format; see docs/testing-your-app.md).
+    /// A seed that does not validate stops the start, naming the file and the JSON path.
+    #[arg(long, env = "IDLINK_SEED")]
+    seed: Option<PathBuf>,
+    /// Write a snapshot (keys included, mode 0600) to this file on SIGINT/SIGTERM.
+    #[arg(long, env = "IDLINK_EXPORT_ON_EXIT")]
+    export_on_exit: Option<PathBuf>,
+    /// Answer control calls (/idlink/v1/) from any address, not only loopback. They have
+    /// no authentication: only for a network you trust.
+    #[arg(long, env = "IDLINK_ALLOW_REMOTE_CONTROL")]
+    allow_remote_control: bool,
+    /// Sign tokens with the RSA key in this PEM file, generated (mode 0600) on first use:
+    /// later starts of a fresh tenant skip RSA key generation. For development only.
+    #[arg(long, env = "IDLINK_DEV_SIGNING_KEY")]
+    dev_signing_key: Option<PathBuf>,
+}
+
+impl ServerArgs {
     fn into_config(self) -> Result<Config, String> {
         let mut tenant = match &self.config {
             Some(path) => TenantConfig::load(path)?,
@@ -203,7 +232,9 @@ impl ServeArgs {
         }
         let mut config = Config {
             bind: self.bind,
-            database_url: self.database_url,
+            database_url: self
+                .database_url
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             public_url: self.public_url,
             admin_client_id: self.admin_client_id,
             admin_client_secret: self.admin_client_secret,
@@ -212,6 +243,7 @@ impl ServeArgs {
             tenant,
             store: self.db.store_options(),
             tls: None,
+            emulator: None,
         };
         config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSettings::Files { cert, key }),
@@ -245,8 +277,95 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: ServerArgs) -> Result<(), String> {
     let config = args.into_config()?;
+    let server = start(config).await?;
+    server
+        .serve(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+/// A directory for an in-memory tenant: in RAM (/dev/shm) where there is one, else
+/// the OS temp dir. Removed when dropped, i.e. when the emulator exits.
+fn memory_dir() -> Result<tempfile::TempDir, String> {
+    let shm = std::path::Path::new("/dev/shm");
+    let in_ram = shm.is_dir().then(|| {
+        tempfile::Builder::new()
+            .prefix("idlink-emulator-")
+            .tempdir_in(shm)
+    });
+    match in_ram {
+        Some(Ok(dir)) => Ok(dir),
+        _ => tempfile::Builder::new()
+            .prefix("idlink-emulator-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}")),
+    }
+}
+
+async fn emulate(args: EmulateArgs) -> Result<(), String> {
+    let seed = match &args.seed {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read seed file {}: {e}", path.display()))?;
+            Some(
+                idlink_server::emulator::snapshot::Snapshot::from_json(&bytes)
+                    .map_err(|e| format!("invalid seed file {}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    // An in-memory tenant is a SQLite file in RAM (the writer thread and the readers
+    // share it through the file), deleted on exit.
+    let memory = match args.server.database_url {
+        Some(_) => None,
+        None => Some(memory_dir()?),
+    };
+    let mut config = args.server.into_config()?;
+    if let Some(dir) = &memory {
+        config.database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
+        // Nothing to make durable: commits need not wait for the disk.
+        config.store.sqlite_synchronous = SqliteSynchronous::Normal;
+        config.credentials_file = Some(dir.path().join("idlink-credentials.json"));
+    }
+    config.emulator = Some(EmulatorSettings {
+        allow_remote_control: args.allow_remote_control,
+        seed,
+        dev_signing_key: args.dev_signing_key,
+    });
+    let seed_name = args.seed.as_ref().map(|p| p.display().to_string());
+    let server = start(config).await.map_err(|e| match &seed_name {
+        Some(name) if e.starts_with("invalid seed: ") => {
+            format!("invalid seed file {name}: {}", &e["invalid seed: ".len()..])
+        }
+        _ => e,
+    })?;
+    let state = server.state().clone();
+    println!(
+        "  control API:     {}/idlink/v1/ ({})",
+        server.public_url(),
+        if args.allow_remote_control {
+            "any address"
+        } else {
+            "loopback only"
+        }
+    );
+    let served = server.serve(shutdown_signal()).await;
+    if let Some(path) = &args.export_on_exit {
+        let snapshot = idlink_server::emulator::export(&state, true)
+            .await
+            .map_err(|e| format!("cannot export on exit: {e}"))?;
+        idlink_server::private_files::write_private(path, &snapshot.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("idlink: snapshot written to {}", path.display());
+    }
+    drop(memory);
+    served.map_err(|e| format!("server error: {e}"))
+}
+
+/// Binds and bootstraps, then prints where the server is and its admin credentials.
+async fn start(config: Config) -> Result<Server, String> {
     let print = config.print_credentials;
     let credentials_path = config.credentials_path();
     let server = Server::bind(config).await.map_err(|e| e.to_string())?;
@@ -268,10 +387,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             println!("  credentials written to {} (mode 0600)", path.display());
         }
     }
-    server
-        .serve(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    Ok(server)
 }
 
 async fn rotate_keys(args: RotateArgs) -> Result<(), String> {
@@ -321,6 +437,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Emulate(args) => runtime.block_on(emulate(*args)),
         Command::Keys(KeysCommand::Rotate(args)) => runtime.block_on(rotate_keys(args)),
         Command::Remote(command) => return command.run(&runtime),
         Command::Completions(args) => {

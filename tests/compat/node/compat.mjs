@@ -2,7 +2,7 @@
 // its public API: the whole account-linking story and the error mapping.
 //
 // Environment (set by ../run.sh):
-//   IDLINK_MODE         http | https
+//   IDLINK_MODE         http | https | emulate (idlink emulate over HTTP: retries counted)
 //   IDLINK_DOMAIN       host:port, e.g. 127.0.0.1:8443
 //   IDLINK_BASE_URL     http://host:port (HTTP mode: the explicit base URL)
 //   IDLINK_ADMIN_CLIENT_ID / IDLINK_ADMIN_CLIENT_SECRET
@@ -79,7 +79,7 @@ async function expectError(ErrorType, code, call) {
 // request to the http:// URL instead.
 function authClient() {
   const options = { domain: DOMAIN, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET };
-  if (MODE === "http") {
+  if (MODE !== "https") {
     options.fetch = (url, init) => fetch(String(url).replace(`https://${DOMAIN}`, `http://${DOMAIN}`), init);
   }
   return new AuthenticationClient(options);
@@ -220,7 +220,7 @@ await step("AuthenticationClient.oauth.passwordGrant (realm): mode-A access toke
 });
 
 await step("AuthenticationClient.oauth.passwordGrant: secondary ID token, validated by the SDK", async () => {
-  if (MODE === "http") {
+  if (MODE !== "https") {
     // The SDK checks every ID token against iss https://{domain}/ and keys fetched from
     // https://{domain}/.well-known/jwks.json; a plain-HTTP server cannot satisfy that.
     throw new Skip("the Node SDK validates ID tokens only against https://{domain}/ (covered by the HTTPS run)");
@@ -385,6 +385,39 @@ await step("users.delete: the primary and its linked identities go; the others t
   await state.users.delete(`google-oauth2|${state.googleId}`);
   await state.users.delete(`github|${state.githubId}`);
   assert.deepEqual(await state.users.listUsersByEmail({ email: state.primary.email }), []);
+});
+
+// Emulator mode: the SDK's retries, counted by the emulator's fault injection.
+async function control(method, path, body) {
+  const response = await fetch(`${BASE_URL}/idlink/v1${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.equal(response.status, 200, `${method} ${path}`);
+  return response.json();
+}
+
+await step("emulator faults: the SDK retries a 503 twice and then gives up (3 attempts)", async () => {
+  if (MODE !== "emulate") throw new Skip("only against idlink emulate");
+  const user = await state.users.create({ connection: REALM, email: `${TAG}-faults@example.com`, password: PASSWORD });
+  const rule = (times) => ({ rules: [{ method: "GET", path: "/api/v2/users/*", status: 503, times }] });
+  await control("PUT", "/faults", rule(2));
+  const got = await state.users.get(user.user_id);
+  assert.equal(got.user_id, user.user_id);
+  assert.equal((await control("GET", "/faults")).rules[0].hits, 2, "two faulted attempts, then the answer");
+  await control("PUT", "/faults", rule(10));
+  let caught;
+  try {
+    await state.users.get(user.user_id);
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught, "the SDK gave up");
+  assert.equal(caught.statusCode, 503);
+  assert.equal((await control("GET", "/faults")).rules[0].hits, 3, "1 attempt + 2 retries");
+  await control("DELETE", "/faults");
+  await state.users.delete(user.user_id);
 });
 
 const count = (kind) => results.filter((r) => r === kind).length;

@@ -2,7 +2,7 @@
 its public API: the whole account-linking story and the error mapping.
 
 Environment (set by ../run.sh):
-  IDLINK_MODE         http | https
+  IDLINK_MODE         http | https | emulate (idlink emulate over HTTP: retries counted)
   IDLINK_DOMAIN       host:port, e.g. 127.0.0.1:8443
   IDLINK_BASE_URL     http://host:port (HTTP mode: the explicit base URL)
   IDLINK_ADMIN_CLIENT_ID / IDLINK_ADMIN_CLIENT_SECRET
@@ -89,7 +89,8 @@ def expect(error_type, code, call):
 
 def auth_client() -> GetToken:
     # GetToken takes a domain; its `protocol` option is what reaches a plain-HTTP server.
-    return GetToken(DOMAIN, CLIENT_ID, client_secret=CLIENT_SECRET, protocol=MODE)
+    protocol = "https" if MODE == "https" else "http"
+    return GetToken(DOMAIN, CLIENT_ID, client_secret=CLIENT_SECRET, protocol=protocol)
 
 
 def management(token: str):
@@ -431,6 +432,43 @@ def _():
     eq([i.provider for i in linked], ["auth0", "auth0"], "linked by connection_id")
     eq(linked[0].profile_data.email, a.email, "the primary's profileData")
     admin.users.delete(a.user_id)
+
+
+def control(method: str, path: str, body=None):
+    """A call to the emulator's control API."""
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{BASE_URL}/idlink/v1{path}", data=data, method=method,
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        eq(response.status, 200, f"{method} {path}")
+        return json.loads(response.read())
+
+
+if MODE == "emulate":
+
+    @step("emulator faults: the SDK retries a 503 twice and then gives up (3 attempts)")
+    def _():
+        admin = state["admin"]
+        user = admin.users.create(connection=REALM, email=f"{TAG}-faults@example.com", password=PASSWORD)
+        rule = lambda times: {"rules": [{"method": "GET", "path": "/api/v2/users/*", "status": 503, "times": times}]}  # noqa: E731
+        control("PUT", "/faults", rule(2))
+        eq(admin.users.get(user.user_id).user_id, user.user_id, "answered after the faults")
+        eq(control("GET", "/faults")["rules"][0]["hits"], 2, "two faulted attempts, then the answer")
+        control("PUT", "/faults", rule(10))
+        try:
+            admin.users.get(user.user_id)
+        except ApiError as exc:
+            eq(exc.status_code, 503, "the SDK gave up on")
+        else:
+            raise AssertionError("the SDK did not give up")
+        eq(control("GET", "/faults")["rules"][0]["hits"], 3, "1 attempt + 2 retries")
+        control("DELETE", "/faults")
+        admin.users.delete(user.user_id)
 
 
 passed = sum(1 for _, ok in results if ok)

@@ -34,6 +34,30 @@ pub fn generate_signing_key(now: i64) -> Result<SigningKey> {
     })
 }
 
+/// A signing key from its PKCS#8 PEM (a seed's key, `--dev-signing-key`): checked to
+/// be an RSA key of at least 2048 bits, its public half derived.
+pub fn signing_key_from_pem(
+    kid: &str,
+    pem: &str,
+    created_at: i64,
+    retired_at: Option<i64>,
+) -> Result<SigningKey> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let private = RsaPrivateKey::from_pkcs8_pem(pem)
+        .map_err(|e| Error::internal(format!("not a PKCS#8 PEM RSA private key: {e}")))?;
+    if private.size() < 256 {
+        return Err(Error::internal("RS256 keys must have at least 2048 bits"));
+    }
+    Ok(SigningKey {
+        kid: kid.to_owned(),
+        private_key_pem: pem.to_owned(),
+        public_n: URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
+        public_e: URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+        created_at,
+        retired_at,
+    })
+}
+
 /// The keys in use, derived once from the stored ones.
 pub struct KeySet {
     signing_kid: String,

@@ -160,6 +160,33 @@ impl Stored {
     }
 }
 
+/// The highest bcrypt cost verified (2^16 rounds, ~5 s): a costlier imported hash
+/// would let one sign-in take minutes.
+pub const MAX_BCRYPT_COST: u32 = 16;
+
+/// The cost of a bcrypt hash in modular crypt form, `None` when `hash` is not one.
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let rest = hash
+        .strip_prefix("$2a$")
+        .or_else(|| hash.strip_prefix("$2b$"))
+        .or_else(|| hash.strip_prefix("$2y$"))
+        .or_else(|| hash.strip_prefix("$2x$"))?;
+    let (cost, body) = rest.split_once('$')?;
+    let cost: u32 = cost.parse().ok().filter(|c| (4..=31).contains(c))?;
+    // 22 characters of salt and 31 of hash, bcrypt's own base64 alphabet.
+    let valid = body.len() == 53
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+    valid.then_some(cost)
+}
+
+/// Whether `hash` is a stored password hash idlink can check: an argon2 PHC string it
+/// would compute, or a bcrypt hash.
+pub fn is_verifiable_hash(hash: &str) -> bool {
+    bcrypt_cost(hash).is_some_and(|cost| cost <= MAX_BCRYPT_COST) || Stored::parse(hash).is_some()
+}
+
 /// The hash an unknown user or client is checked against, so that it costs the same
 /// time as a wrong password.
 fn dummy() -> &'static str {
@@ -169,9 +196,21 @@ fn dummy() -> &'static str {
 
 /// Checks `secret` against an argon2 PHC string. With `None` it checks against a fixed
 /// dummy hash and fails, so that an unknown user costs the same time as a wrong password.
+///
+/// A bcrypt hash (`$2a$`/`$2b$`/`$2y$`, what Auth0's `custom_password_hash` imports
+/// carry, e.g. from an emulator seed) is checked with bcrypt instead, in the same queue.
 pub async fn verify(secret: String, phc: Option<String>) -> Result<bool> {
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| dummy().to_owned());
+    if let Some(cost) = bcrypt_cost(&phc) {
+        if cost > MAX_BCRYPT_COST {
+            return Ok(false);
+        }
+        // bcrypt needs no work area; the permit still bounds the CPU spent at once.
+        return with_work_area(0, move |_| bcrypt::verify(&secret, &phc).unwrap_or(false))
+            .await
+            .map(|matched| known && matched);
+    }
     let Some(stored) = Stored::parse(&phc) else {
         return Ok(false);
     };
@@ -201,6 +240,17 @@ pub struct ClientSecretCache {
 }
 
 impl ClientSecretCache {
+    /// Records `secret` as verified against `stored_hash`, for a secret this process
+    /// already knows to be right (the admin secret it generated or was pinned with and
+    /// has just checked), so its first token costs no argon2 work.
+    pub fn remember(&self, client_id: &str, secret: &str, stored_hash: &str) {
+        let fingerprint = sha256(&[secret.as_bytes(), stored_hash.as_bytes()]);
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(client_id.to_owned(), fingerprint);
+    }
+
     /// Verifies a client's secret against its stored argon2 hash.
     pub async fn verify(&self, client_id: &str, secret: &str, stored_hash: &str) -> Result<bool> {
         let fingerprint = sha256(&[secret.as_bytes(), stored_hash.as_bytes()]);
@@ -233,6 +283,22 @@ impl ClientSecretCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify() {
+        // Cost 4: the lowest bcrypt allows, fast enough for a test.
+        let hash = bcrypt::hash("hunter22", 4).unwrap();
+        assert_eq!(bcrypt_cost(&hash), Some(4));
+        assert!(is_verifiable_hash(&hash));
+        assert!(verify("hunter22".into(), Some(hash.clone())).await.unwrap());
+        assert!(!verify("hunter23".into(), Some(hash.clone())).await.unwrap());
+        let costly = hash.replacen("$04$", "$20$", 1);
+        assert!(!is_verifiable_hash(&costly));
+        assert!(!verify("hunter22".into(), Some(costly)).await.unwrap());
+        assert!(!is_verifiable_hash("$2b$10$short"));
+        assert!(!is_verifiable_hash("plain text"));
+        assert!(is_verifiable_hash(&hash_blocking("x").unwrap()));
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_wrong_secrets_do_not() {

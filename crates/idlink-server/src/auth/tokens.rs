@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::KeyRing;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -122,6 +123,38 @@ pub struct Tokens {
     /// SHA-256 of a token → its claims, so a busy client pays the RSA verification once
     /// per token rather than once per request. Entries are re-checked for expiry.
     verified: Arc<Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>>,
+    /// The server's clock: `iat`, `exp` and the expiry checks follow it (the emulator
+    /// shifts it; jsonwebtoken's own checks read the system time, so they are off).
+    clock: Clock,
+}
+
+/// `exp` and `nbf` of a token whose signature has been verified.
+#[derive(Debug, Deserialize)]
+struct Times {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+}
+
+/// Checks `exp` and `nbf` against `now` with [`LEEWAY_SECS`], as jsonwebtoken would.
+fn check_times(token: &str, now: i64) -> std::result::Result<(), &'static str> {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let times: Times = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or("Invalid token.")?;
+    let leeway = LEEWAY_SECS as i64;
+    match times.exp {
+        None => return Err("Invalid token."),
+        Some(exp) if exp < now - leeway => {
+            return Err("Expired token received for JSON Web Token validation.");
+        }
+        Some(_) => {}
+    }
+    if times.nbf.is_some_and(|nbf| nbf > now + leeway) {
+        return Err("Token not yet valid.");
+    }
+    Ok(())
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -147,7 +180,19 @@ impl Tokens {
             keys,
             store,
             verified: Arc::default(),
+            clock: Clock::default(),
         }
+    }
+
+    /// The same tokens, timed by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock tokens are timed by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The tenant.
@@ -177,7 +222,7 @@ impl Tokens {
         azp: &str,
         gty: &str,
     ) -> Result<String> {
-        let now = crate::clock::unix_now();
+        let now = self.clock.unix_now();
         self.sign(&AccessClaims {
             iss: self.tenant.issuer.clone(),
             sub: sub.to_owned(),
@@ -192,7 +237,7 @@ impl Tokens {
 
     /// Issues an ID token (`iss`, `iat` and `exp` are filled in here).
     pub fn issue_id(&self, claims: IdClaims) -> Result<String> {
-        let now = crate::clock::unix_now();
+        let now = self.clock.unix_now();
         self.sign(&IdClaims {
             iss: self.tenant.issuer.clone(),
             iat: now,
@@ -205,7 +250,7 @@ impl Tokens {
     /// signature, this tenant's `iss`, the API `aud`, and `exp`/`nbf` within leeway.
     pub async fn verify_access(&self, token: &str) -> Result<Arc<AccessClaims>> {
         let fingerprint = digest(token);
-        let now = crate::clock::unix_now();
+        let now = self.clock.unix_now();
         let cached = self.verified_cache().get(&fingerprint).cloned();
         if let Some(claims) = cached {
             let leeway = LEEWAY_SECS as i64;
@@ -231,7 +276,9 @@ impl Tokens {
             .ok_or(invalid)?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
+        // Times are checked against the server's clock below.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&self.tenant.issuer]);
         validation.set_audience(&[&self.tenant.api_audience, &self.tenant.api_audience_http]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -249,6 +296,7 @@ impl Tokens {
                 _ => "Invalid token.",
             })
         })?;
+        check_times(token, now).map_err(Error::InvalidToken)?;
         let claims = Arc::new(data.claims);
         let mut cache = self.verified_cache();
         if cache.len() >= VERIFIED_CACHE_CAPACITY {
@@ -286,12 +334,14 @@ impl Tokens {
             .ok_or_else(invalid)?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         let claims = jsonwebtoken::decode::<LinkWithClaims>(token, &key, &validation)
             .map_err(|_| invalid())?
             .claims;
+        check_times(token, self.clock.unix_now()).map_err(|_| invalid())?;
         if claims.iss.as_deref() != Some(caller.iss.as_str()) {
             return Err(Error::InvalidLinkWith(
                 "JWT (link_with) must have the same issuer as the calling user.",
@@ -327,6 +377,26 @@ mod tests {
             Some("none")
         );
         assert_eq!(header_alg("garbage"), None);
+    }
+
+    #[test]
+    fn times_follow_the_given_clock() {
+        let token = |claims: &str| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims));
+        assert_eq!(check_times(&token(r#"{"exp":100}"#), 90), Ok(()));
+        assert_eq!(check_times(&token(r#"{"exp":100}"#), 105), Ok(()));
+        assert!(
+            check_times(&token(r#"{"exp":100}"#), 106)
+                .unwrap_err()
+                .starts_with("Expired")
+        );
+        assert_eq!(
+            check_times(&token(r#"{"sub":"x"}"#), 0),
+            Err("Invalid token.")
+        );
+        assert_eq!(
+            check_times(&token(r#"{"exp":100,"nbf":50}"#), 40),
+            Err("Token not yet valid.")
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ async fn record_failure(
         attempted.request,
         status.as_u16(),
         Some((code.unwrap_or("server_error"), &err.public_message())),
-        &crate::clock::now_iso(),
+        &state.clock.now_iso(),
     );
     if let Err(write_err) = state.store.record_log(&event).await {
         tracing::warn!(error = %write_err, "could not record a failed attempt in the audit trail");
@@ -232,7 +232,7 @@ async fn link_checked(
         attempted.request.clone(),
         StatusCode::CREATED.as_u16(),
         None,
-        &crate::clock::now_iso(),
+        &state.clock.now_iso(),
     );
     state.store.link(id, &target, &proof, &policy, &event).await
 }
@@ -388,7 +388,7 @@ pub(super) async fn unlink(
     };
     let outcome = match principal.authorize_on(&id, SCOPES) {
         Ok(()) => {
-            let now = crate::clock::now_iso();
+            let now = state.clock.now_iso();
             let attempt = attempted();
             let event = LogEvent::new(
                 Operation::Unlink,

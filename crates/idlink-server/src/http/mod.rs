@@ -3,6 +3,7 @@
 mod connections;
 mod content_type;
 pub mod extract;
+pub mod faults;
 mod fields;
 mod identities;
 pub mod limits;
@@ -39,14 +40,19 @@ pub fn app(state: AppState) -> Router {
             ratelimit::middleware,
         ));
     // idlink's own API beside Auth0's: the same authentication and rate limits.
-    let extensions = Router::new()
+    let mut extensions = Router::new()
         .merge(identities::extension_router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::middleware,
         ));
+    if state.emulator.is_some() {
+        // Never in plain `serve`: there, every control path is a 404.
+        extensions = extensions.merge(crate::emulator::control::router(state.clone()));
+    }
+    let extensions = extensions
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     let authentication = Router::new()
         .merge(oauth::router())
         .merge(well_known::router())
@@ -67,6 +73,12 @@ pub fn app(state: AppState) -> Router {
             limits::middleware,
         ))
         .layer(middleware::from_fn(content_type::middleware))
+        // Faults answer before anything else sees the request (limits, rate limits,
+        // handlers), so a faulted request has no effect.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::middleware,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -419,7 +419,7 @@ async fn password(
     };
     state
         .store
-        .record_login(&login.owner_user_id, &crate::clock::now_iso())
+        .record_login(&login.owner_user_id, &state.clock.now_iso())
         .await?;
     Ok(token_response(TokenResponse {
         access_token,

@@ -54,7 +54,7 @@ pub(super) async fn create(
         .connection_by_name(&connection_name)
         .ok_or(Error::InexistentConnection)?
         .clone();
-    let now = crate::clock::now_iso();
+    let now = state.clock.now_iso();
     let NewUser { user, password } = users::new_user(&body, &connection, &now)?;
     let credential = match password {
         Some(password) => Some(Credential {
@@ -230,7 +230,7 @@ pub(super) async fn update(
     }
     let user = state
         .store
-        .update_user(&id, &patch, &crate::clock::now_iso())
+        .update_user(&id, &patch, &state.clock.now_iso())
         .await?;
     Ok(Json(user.to_wire()))
 }

@@ -14,6 +14,7 @@ use crate::domain::linking::{self, LinkPlan, LinkProof, LinkingPolicy, UnlinkMod
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::domain::users::UserPatch;
 use crate::error::Error;
+use crate::store::{ClientRecord, SigningKey, StoredUser, TenantWrite};
 
 use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_metadata_text};
 
@@ -23,6 +24,8 @@ use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_
 pub enum Param {
     Text(Option<String>),
     Int(i64),
+    /// A nullable integer (typed, so PostgreSQL accepts its NULL in a BIGINT column).
+    MaybeInt(Option<i64>),
     Bool(bool),
 }
 
@@ -360,8 +363,8 @@ async fn apply_link<T: Tx>(
         ];
         tx.execute(WRITE_METADATA, params).await?;
     }
-    let now = crate::clock::now_iso();
-    tx.execute(TOUCH_USER, vec![now.as_str().into(), primary_id.into()])
+    // The audit event's date is the link's instant (on the server's clock).
+    tx.execute(TOUCH_USER, vec![(&audit.date).into(), primary_id.into()])
         .await?;
     tx.execute(INSERT_LOG, log_params(audit)).await?;
     tx.flush().await
@@ -464,9 +467,210 @@ async fn write_user<T: Tx>(
     tx.flush().await
 }
 
+/// Users inserted per statement by [`insert_users`]: 100 users are 2,300 parameters,
+/// far below PostgreSQL's 65,535 per statement and SQLite's 32,766.
+pub const INSERT_BATCH: usize = 100;
+
+/// The columns of `identities` [`insert_users`] writes, in its parameter order.
+const IDENTITY_COLUMNS: &str = "provider, identity_user_id, user_id_is_int, owner_user_id, \
+     position, connection_id, connection_name, is_social, profile_data, link_state, \
+     password_hash, login_email, login_username";
+
+/// `INSERT INTO {table} ({columns}) VALUES (…), (…)` with `rows` rows.
+fn multi_insert(table: &str, columns: &str, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; columns.split(',').count()].join(", "));
+    format!(
+        "INSERT INTO {table} ({columns}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+static INSERT_USERS_BATCH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| multi_insert("users", USER_COLUMNS, INSERT_BATCH));
+static INSERT_IDENTITIES_BATCH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| multi_insert("identities", IDENTITY_COLUMNS, INSERT_BATCH));
+static INSERT_IDENTITY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| multi_insert("identities", IDENTITY_COLUMNS, 1));
+
+fn identity_params(
+    owner: &str,
+    index: usize,
+    identity: &Identity,
+    credential: Option<&super::Credential>,
+) -> Vec<Param> {
+    vec![
+        (&identity.provider).into(),
+        Param::Text(Some(identity.user_id.as_string())),
+        matches!(identity.user_id, idlink_types::UserId::Integer(_)).into(),
+        owner.into(),
+        Param::Int(i64::try_from(index).unwrap_or(i64::MAX)),
+        (&identity.connection_id).into(),
+        (&identity.connection).into(),
+        identity.is_social.into(),
+        Param::Text(identity.profile_data.as_ref().map(json_text)),
+        Param::Text(link_state_column(&identity.link_state)),
+        Param::Text(credential.map(|c| c.password_hash.clone())),
+        Param::Text(credential.and_then(|c| c.login_email.clone())),
+        Param::Text(credential.and_then(|c| c.login_username.clone())),
+    ]
+}
+
+/// Writes `users`, each with all its identities (already linked ones included, at
+/// their positions, with their `profileData`) and their password credentials, in
+/// batches of [`INSERT_BATCH`], inside the caller's transaction. The caller has made
+/// sure no user id, identity or login name is taken (a unique violation surfaces as the
+/// backend's error). Shared by the emulator's seed/snapshot and the users import job.
+pub async fn insert_users<T: Tx>(tx: &mut T, users: &[StoredUser]) -> Outcome<(), T> {
+    let mut chunks = users.chunks_exact(INSERT_BATCH);
+    for chunk in chunks.by_ref() {
+        let params = chunk.iter().flat_map(|u| user_params(&u.user)).collect();
+        tx.execute(INSERT_USERS_BATCH.as_str(), params)
+            .await
+            .map_err(Failure::Db)?;
+    }
+    for user in chunks.remainder() {
+        tx.execute(INSERT_USER.as_str(), user_params(&user.user))
+            .await
+            .map_err(Failure::Db)?;
+    }
+    let identities: Vec<Vec<Param>> = users
+        .iter()
+        .flat_map(|stored| {
+            let owner = stored.user.user_id.as_str();
+            stored
+                .user
+                .identities
+                .iter()
+                .enumerate()
+                .map(move |(index, identity)| {
+                    let credential = stored.credentials.get(index).and_then(Option::as_ref);
+                    identity_params(owner, index, identity, credential)
+                })
+        })
+        .collect();
+    let mut chunks = identities.chunks_exact(INSERT_BATCH);
+    for chunk in chunks.by_ref() {
+        tx.execute(INSERT_IDENTITIES_BATCH.as_str(), chunk.concat())
+            .await
+            .map_err(Failure::Db)?;
+    }
+    for params in chunks.remainder() {
+        tx.execute(INSERT_IDENTITY.as_str(), params.clone())
+            .await
+            .map_err(Failure::Db)?;
+    }
+    tx.flush().await.map_err(Failure::Db)
+}
+
+/// Makes concurrent writers of users and clients wait for this transaction (backends
+/// with concurrent writers), so that a wipe or a replacement leaves exactly its own
+/// state: a write that began earlier commits first and is then deleted, one that comes
+/// later sees the new state. Readers are not blocked. SQLite's single writer already
+/// runs everything one after another.
+async fn lock_tenant<T: Tx>(tx: &mut T) -> Outcome<(), T> {
+    if T::ROW_LOCKS {
+        tx.execute(
+            "LOCK TABLE users, identities, clients, signing_keys IN EXCLUSIVE MODE",
+            Vec::new(),
+        )
+        .await
+        .map_err(Failure::Db)?;
+    }
+    Ok(())
+}
+
+const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, name, secret_hash, grant_types, \
+     scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, private_key_pem, public_n, \
+     public_e, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)";
+
+fn client_params(client: &ClientRecord, created_at: i64) -> Vec<Param> {
+    vec![
+        (&client.client_id).into(),
+        (&client.name).into(),
+        (&client.secret_hash).into(),
+        Param::Text(Some(client.grant_types.join(" "))),
+        Param::Text(Some(client.scopes.join(" "))),
+        Param::Int(created_at),
+    ]
+}
+
+fn key_params(key: &SigningKey) -> Vec<Param> {
+    vec![
+        (&key.kid).into(),
+        (&key.private_key_pem).into(),
+        (&key.public_n).into(),
+        (&key.public_e).into(),
+        Param::Int(key.created_at),
+        Param::MaybeInt(key.retired_at),
+    ]
+}
+
+/// Deletes every user and identity, writing `audit`.
+pub async fn delete_all_users<T: Tx>(tx: &mut T, audit: &LogEvent) -> Outcome<(), T> {
+    lock_tenant(tx).await?;
+    for sql in ["DELETE FROM identities", "DELETE FROM users"] {
+        tx.execute(sql, Vec::new()).await.map_err(Failure::Db)?;
+    }
+    insert_log(tx, audit).await?;
+    tx.flush().await.map_err(Failure::Db)
+}
+
+/// Replaces the tenant's users, identities, clients (but `data.keep_client`) and, when
+/// given, signing keys with `data`, writing `audit`: one transaction, so readers see
+/// the old state or the new one, never a mix.
+pub async fn replace_tenant<T: Tx>(
+    tx: &mut T,
+    data: &TenantWrite,
+    audit: &LogEvent,
+    now: i64,
+) -> Outcome<(), T> {
+    lock_tenant(tx).await?;
+    for sql in ["DELETE FROM identities", "DELETE FROM users"] {
+        tx.execute(sql, Vec::new()).await.map_err(Failure::Db)?;
+    }
+    tx.execute(
+        "DELETE FROM clients WHERE client_id <> ?",
+        vec![Param::Text(Some(
+            data.keep_client.clone().unwrap_or_default(),
+        ))],
+    )
+    .await
+    .map_err(Failure::Db)?;
+    for client in &data.clients {
+        tx.execute(INSERT_CLIENT, client_params(client, now))
+            .await
+            .map_err(Failure::Db)?;
+    }
+    if let Some(keys) = &data.signing_keys {
+        tx.execute("DELETE FROM signing_keys", Vec::new())
+            .await
+            .map_err(Failure::Db)?;
+        for key in keys {
+            tx.execute(INSERT_SIGNING_KEY, key_params(key))
+                .await
+                .map_err(Failure::Db)?;
+        }
+    }
+    insert_users(tx, &data.users).await?;
+    insert_log(tx, audit).await?;
+    tx.flush().await.map_err(Failure::Db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_inserts_have_one_placeholder_per_value() {
+        assert_eq!(INSERT_USERS_BATCH.matches('?').count(), 23 * INSERT_BATCH);
+        assert_eq!(
+            INSERT_IDENTITIES_BATCH.matches('?').count(),
+            13 * INSERT_BATCH
+        );
+        assert_eq!(INSERT_IDENTITY.matches('?').count(), 13);
+        assert!(INSERT_IDENTITY.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    }
 
     #[test]
     fn insert_user_has_one_placeholder_per_column() {

@@ -98,6 +98,40 @@ impl Login {
     }
 }
 
+/// A user as stored whole: its record and, aligned with `user.identities`, each
+/// identity's password credential (database identities with a password).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUser {
+    pub user: UserRecord,
+    pub credentials: Vec<Option<Credential>>,
+}
+
+/// Everything a tenant holds but its settings and audit log: what an emulator snapshot
+/// exports.
+#[derive(Debug, Clone, Default)]
+pub struct TenantRows {
+    /// Ordered by `user_id`; identities in position order.
+    pub users: Vec<StoredUser>,
+    pub clients: Vec<ClientRecord>,
+    pub connections: Vec<Connection>,
+    /// Newest first.
+    pub signing_keys: Vec<SigningKey>,
+}
+
+/// What replacing a tenant's state writes (see [`Store::replace_tenant`]). Connections
+/// are not part of it: identities refer to the ones already stored.
+#[derive(Debug, Clone, Default)]
+pub struct TenantWrite {
+    /// Every user, replacing all users and identities.
+    pub users: Vec<StoredUser>,
+    /// Every client but `keep_client`, replacing the others.
+    pub clients: Vec<ClientRecord>,
+    /// The client left as it is (the emulator's admin client).
+    pub keep_client: Option<String>,
+    /// When given, these replace every signing key.
+    pub signing_keys: Option<Vec<SigningKey>>,
+}
+
 /// The storage interface. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -167,6 +201,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         mode: UnlinkMode,
         audit: &LogEvent,
     ) -> Result<Vec<Identity>>;
+
+    /// The whole tenant (users with identities and credentials, clients, connections,
+    /// keys), read from one snapshot of the database.
+    async fn tenant_rows(&self) -> Result<TenantRows>;
+    /// Replaces users, identities, clients (and keys when given) with `data` in one
+    /// transaction, writing `audit` in it; concurrent writes wait or come after.
+    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()>;
+    /// Deletes every user and identity in one transaction, writing `audit` in it.
+    async fn delete_all_users(&self, audit: &LogEvent) -> Result<()>;
 
     /// Records an event on its own (a failed attempt: there is no change to join).
     async fn record_log(&self, event: &LogEvent) -> Result<()>;

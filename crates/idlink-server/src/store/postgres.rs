@@ -30,11 +30,13 @@ use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
-    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
+    self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
+    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
 };
 use super::search_sql::Dialect;
-use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use super::{
+    ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows, TenantWrite,
+};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
@@ -360,6 +362,7 @@ impl core::Tx for PgTx<'_> {
             query = match param {
                 Param::Text(text) => query.bind(text),
                 Param::Int(n) => query.bind(n),
+                Param::MaybeInt(n) => query.bind(n),
                 Param::Bool(b) => query.bind(b),
             };
         }
@@ -747,6 +750,57 @@ impl Store for PgStore {
                 core::unlink(&mut PgTx(conn), primary_id, target, now, mode, audit).await
             }
         )
+    }
+
+    async fn tenant_rows(&self) -> Result<TenantRows> {
+        use sqlx::FromRow;
+        let mut tx = self.pool.begin().await?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let users: Vec<UserRow> = sqlx::query_as("SELECT * FROM users")
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {IDENTITY_SELECT_ALL} FROM identities ORDER BY owner_user_id, position"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let identities = rows
+            .iter()
+            .map(|row| Ok((IdentityRow::from_row(row)?, CredentialRow::from_row(row)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        let clients: Vec<ClientRow> =
+            sqlx::query_as("SELECT client_id, name, secret_hash, grant_types, scopes FROM clients")
+                .fetch_all(&mut *tx)
+                .await?;
+        let connections: Vec<ConnectionRow> =
+            sqlx::query_as("SELECT id, name, strategy FROM connections")
+                .fetch_all(&mut *tx)
+                .await?;
+        let keys: Vec<SigningKeyRow> =
+            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(TenantRows {
+            users: rows::assemble_stored(users, identities)?,
+            clients: clients.into_iter().map(ClientRecord::from).collect(),
+            connections: connections.into_iter().map(Connection::from).collect(),
+            signing_keys: keys.into_iter().map(SigningKey::from).collect(),
+        })
+    }
+
+    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()> {
+        let now = crate::clock::unix_now();
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            core::replace_tenant(&mut PgTx(conn), data, audit, now).await
+        })
+    }
+
+    async fn delete_all_users(&self, audit: &LogEvent) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            core::delete_all_users(&mut PgTx(conn), audit).await
+        })
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {

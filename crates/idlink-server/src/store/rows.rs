@@ -190,6 +190,55 @@ pub fn assemble(users: Vec<UserRow>, identities: Vec<IdentityRow>) -> Result<Vec
         .collect()
 }
 
+/// The credential columns of an identity row (read beside [`IdentityRow`]).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CredentialRow {
+    pub password_hash: Option<String>,
+    pub login_email: Option<String>,
+    pub login_username: Option<String>,
+}
+
+/// Every identity column, credentials included, for [`assemble_stored`].
+pub const IDENTITY_SELECT_ALL: &str = "owner_user_id, provider, identity_user_id, user_id_is_int, \
+     connection_id, connection_name, is_social, profile_data, link_state, password_hash, \
+     login_email, login_username";
+
+/// Groups identity rows with their credentials (ordered by owner, then position) under
+/// their users.
+pub fn assemble_stored(
+    users: Vec<UserRow>,
+    identities: Vec<(IdentityRow, CredentialRow)>,
+) -> Result<Vec<super::StoredUser>> {
+    let mut by_owner: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for (row, credential) in identities {
+        let credential = credential
+            .password_hash
+            .map(|password_hash| super::Credential {
+                password_hash,
+                login_email: credential.login_email,
+                login_username: credential.login_username,
+            });
+        by_owner
+            .entry(row.owner_user_id.clone())
+            .or_default()
+            .push((row.into_identity()?, credential));
+    }
+    users
+        .into_iter()
+        .map(|row| {
+            let (identities, credentials) = by_owner
+                .remove(&row.user_id)
+                .unwrap_or_default()
+                .into_iter()
+                .unzip();
+            Ok(super::StoredUser {
+                user: row.into_user(identities)?,
+                credentials,
+            })
+        })
+        .collect()
+}
+
 impl From<ConnectionRow> for Connection {
     fn from(row: ConnectionRow) -> Self {
         Connection {

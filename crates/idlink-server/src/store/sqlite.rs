@@ -20,12 +20,14 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::rows::{
-    self, ClientRow, ConnectionRow, IDENTITY_SELECT, IdentityRow, LOG_SELECT, LogRow,
-    SigningKeyRow, UserRow,
+    self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
+    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, UserRow,
 };
 use super::search_sql::Dialect;
 use super::sqlite_writer::Writer;
-use super::{ClientRecord, Credential, Login, SigningKey, Store, StoreOptions};
+use super::{
+    ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows, TenantWrite,
+};
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
@@ -199,6 +201,8 @@ impl rusqlite::ToSql for Param {
             Param::Text(Some(text)) => ToSqlOutput::from(text.as_str()),
             Param::Text(None) => ToSqlOutput::Owned(Value::Null),
             Param::Int(n) => ToSqlOutput::from(*n),
+            Param::MaybeInt(Some(n)) => ToSqlOutput::from(*n),
+            Param::MaybeInt(None) => ToSqlOutput::Owned(Value::Null),
             Param::Bool(b) => ToSqlOutput::from(*b),
         })
     }
@@ -596,6 +600,72 @@ impl Store for SqliteStore {
                 })
                 // Unlink recreates a user, whose id may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
+            })
+            .await
+    }
+
+    async fn tenant_rows(&self) -> Result<TenantRows> {
+        use sqlx::FromRow;
+        // One read transaction: one consistent picture while the writer commits.
+        let mut conn = self.reader.begin().await?;
+        let users: Vec<UserRow> = sqlx::query_as("SELECT * FROM users")
+            .fetch_all(&mut *conn)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {IDENTITY_SELECT_ALL} FROM identities ORDER BY owner_user_id, position"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let identities = rows
+            .iter()
+            .map(|row| Ok((IdentityRow::from_row(row)?, CredentialRow::from_row(row)?)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        let clients: Vec<ClientRow> =
+            sqlx::query_as("SELECT client_id, name, secret_hash, grant_types, scopes FROM clients")
+                .fetch_all(&mut *conn)
+                .await?;
+        let connections: Vec<ConnectionRow> =
+            sqlx::query_as("SELECT id, name, strategy FROM connections")
+                .fetch_all(&mut *conn)
+                .await?;
+        let keys: Vec<SigningKeyRow> =
+            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+                .fetch_all(&mut *conn)
+                .await?;
+        conn.commit().await?;
+        Ok(TenantRows {
+            users: rows::assemble_stored(users, identities)?,
+            clients: clients.into_iter().map(ClientRecord::from).collect(),
+            connections: connections.into_iter().map(Connection::from).collect(),
+            signing_keys: keys.into_iter().map(SigningKey::from).collect(),
+        })
+    }
+
+    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()> {
+        let (data, audit) = (data.clone(), audit.clone());
+        let now = crate::clock::unix_now();
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| {
+                    core::replace_tenant(tx, &data, &audit, now).await
+                })
+                // The snapshot was validated: a taken id means a bug.
+                .map_err(|failure| {
+                    settle(
+                        failure,
+                        Error::internal("unique violation replacing the tenant"),
+                    )
+                })
+            })
+            .await
+    }
+
+    async fn delete_all_users(&self, audit: &LogEvent) -> Result<()> {
+        let audit = audit.clone();
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| core::delete_all_users(tx, &audit).await)
+                    .map_err(|failure| settle(failure, Error::internal("duplicate log id")))
             })
             .await
     }

@@ -1,0 +1,282 @@
+//! `idlink emulate` as a process: what it prints, a bad seed stopping the start, the
+//! in-memory tenant going away on exit, `--export-on-exit`, `--dev-signing-key` and
+//! `--bind :PORT`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Emulator {
+    child: Child,
+    base_url: String,
+    /// Every stdout line up to the control API line.
+    banner: Vec<String>,
+}
+
+fn command(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_idlink"));
+    command
+        .arg("emulate")
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("IDLINK_DATABASE_URL")
+        .env_remove("IDLINK_ADMIN_CLIENT_ID")
+        .env_remove("IDLINK_ADMIN_CLIENT_SECRET")
+        .env_remove("IDLINK_CONFIG")
+        .env_remove("IDLINK_SEED")
+        .stdin(Stdio::null());
+    command
+}
+
+fn spawn(extra: &[&str]) -> Emulator {
+    let mut child = command(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn idlink emulate");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let mut base_url = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("idlink listening on ") {
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .replace("0.0.0.0", "127.0.0.1");
+            base_url = Some(format!("http://{addr}"));
+        }
+        let done = line.contains("control API:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Emulator {
+        child,
+        base_url: base_url.expect("a listening line"),
+        banner,
+    }
+}
+
+impl Emulator {
+    fn banner_value(&self, label: &str) -> String {
+        let line = self
+            .banner
+            .iter()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap();
+        line.trim_start()[label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn admin_token(&self) -> String {
+        let audience = self.banner_value("API audience:");
+        let body: Value = reqwest::Client::new()
+            .post(format!("{}/oauth/token", self.base_url))
+            .json(&json!({"grant_type": "client_credentials",
+                "client_id": self.banner_value("admin client id:"),
+                "client_secret": self.banner_value("admin secret:"),
+                "audience": audience}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_bad_seed_stops_the_start_naming_file_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"users": [{"identities": [{"connection": "nope", "user_id": "1"}]}]}"#,
+    )
+    .unwrap();
+    let output = command(&["--bind", "127.0.0.1:0", "--seed", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("invalid seed file {}", seed.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"users[0].identities[0].connection: unknown connection "nope""#),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("listening"),
+        "started nothing"
+    );
+
+    std::fs::write(&seed, r#"{"users": [{"identities": 3}]}"#).unwrap();
+    let output = command(&["--seed", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("users[0].identities: invalid type"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_in_memory_tenant_prints_credentials_exports_on_exit_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("out.json");
+    let started = Instant::now();
+    let emulator = spawn(&["--bind", ":0", "--export-on-exit", export.to_str().unwrap()]);
+    // `:0` listens on every interface.
+    assert!(
+        emulator.banner[0].starts_with("idlink listening on 0.0.0.0:"),
+        "{:?}",
+        emulator.banner
+    );
+    let token = emulator.admin_token().await;
+    eprintln!("ready (banner + first token) after {:?}", started.elapsed());
+    assert!(
+        emulator
+            .banner
+            .iter()
+            .any(|l| l.contains("control API:") && l.contains("loopback only"))
+    );
+    let credentials = emulator.banner_value("credentials written to");
+    assert!(credentials.contains("idlink-emulator-"), "{credentials}");
+    let memory_dir = std::path::Path::new(&credentials)
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert!(memory_dir.exists());
+
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/api/v2/users", emulator.base_url))
+        .bearer_auth(&token)
+        .json(&json!({"connection": "github", "user_id": 7, "email": "seven@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let status = emulator.terminate();
+    assert!(status.success(), "{status}");
+    assert!(!memory_dir.exists(), "the in-memory tenant is gone");
+    let text = std::fs::read_to_string(&export).unwrap();
+    let snapshot: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(snapshot["users"][0]["user_id"], "github|7");
+    assert!(
+        snapshot["signing_keys"]
+            .as_array()
+            .is_some_and(|k| k.len() == 1)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the export holds keys");
+    }
+
+    // The export seeds the next start: same users, same keys (no key generation).
+    let again = spawn(&["--bind", "127.0.0.1:0", "--seed", export.to_str().unwrap()]);
+    let token = again.admin_token().await;
+    let users: Value = http
+        .get(format!("{}/api/v2/users", again.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users[0]["user_id"], "github|7");
+    let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", again.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], snapshot["signing_keys"][0]["kid"]);
+}
+
+#[tokio::test]
+async fn a_dev_signing_key_is_made_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev-key.pem");
+    let kid = |base: String| async move {
+        let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+    };
+    let first = spawn(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--dev-signing-key",
+        key.to_str().unwrap(),
+    ]);
+    let first_kid = kid(first.base_url.clone()).await;
+    drop(first);
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let started = Instant::now();
+    let second = spawn(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--dev-signing-key",
+        key.to_str().unwrap(),
+    ]);
+    second.admin_token().await;
+    let elapsed = started.elapsed();
+    eprintln!("ready with a dev signing key after {elapsed:?}");
+    assert_eq!(kid(second.base_url.clone()).await, first_kid);
+    // Debug build on a shared machine: generous; the release figure is in docs/performance.md.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
