@@ -93,6 +93,7 @@ impl Server {
             id_token_lifetime: tokens_config.id_token_lifetime,
         };
         let audience = tenant.api_audience.clone();
+        let apps = crate::apps::Apps::from_config(&config, &audience)?;
 
         if let Some(path) = config.credentials_path() {
             bootstrap::write_credentials(&path, &tenant_state.admin, &public_url, &audience)?;
@@ -101,6 +102,7 @@ impl Server {
             tokens: Tokens::new(tenant, keys, store.clone()),
             store,
             connections: Arc::new(tenant_state.connections),
+            apps: Arc::new(apps),
             client_secrets: ClientSecretCache::default(),
             rate_limiter: Arc::new(
                 RateLimiter::with_client_limit(

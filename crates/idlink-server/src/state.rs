@@ -16,6 +16,8 @@ pub struct AppState {
     /// The tenant's connections, loaded at start-up (they change only through the
     /// config file, which every instance applies when it starts).
     pub connections: Arc<Vec<Connection>>,
+    /// Applications' sign-in settings, APIs and client grants (from the config file).
+    pub apps: Arc<crate::apps::Apps>,
     pub client_secrets: ClientSecretCache,
     pub rate_limiter: Arc<RateLimiter>,
     /// The bucket of the routes outside the Management API (tokens, keys, health).

@@ -212,6 +212,8 @@ impl ServeArgs {
             tenant,
             store: self.db.store_options(),
             tls: None,
+            // Plain `serve` emulates only the connections configured as emulated.
+            emulate_identity_providers: false,
         };
         config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSettings::Files { cert, key }),

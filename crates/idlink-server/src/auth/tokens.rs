@@ -177,16 +177,37 @@ impl Tokens {
         azp: &str,
         gty: &str,
     ) -> Result<String> {
+        self.issue_access_for(
+            sub,
+            aud,
+            scope,
+            Some(azp),
+            Some(gty),
+            self.tenant.access_token_lifetime,
+        )
+    }
+
+    /// Issues an access token living `lifetime` seconds (an API's own lifetime).
+    /// `gty` is left out for interactive sign-ins, as Auth0 does.
+    pub fn issue_access_for(
+        &self,
+        sub: &str,
+        aud: Audience,
+        scope: &str,
+        azp: Option<&str>,
+        gty: Option<&str>,
+        lifetime: i64,
+    ) -> Result<String> {
         let now = crate::clock::unix_now();
         self.sign(&AccessClaims {
             iss: self.tenant.issuer.clone(),
             sub: sub.to_owned(),
             aud,
             iat: now,
-            exp: now + self.tenant.access_token_lifetime,
-            azp: Some(azp.to_owned()),
+            exp: now + lifetime,
+            azp: azp.map(str::to_owned),
             scope: scope.to_owned(),
-            gty: Some(gty.to_owned()),
+            gty: gty.map(str::to_owned),
         })
     }
 

@@ -10,6 +10,7 @@ mod logs;
 mod oauth;
 pub mod openapi;
 mod paging;
+mod resource_servers;
 mod users;
 mod well_known;
 
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(identities::router())
         .merge(connections::router())
         .merge(logs::router())
+        .merge(resource_servers::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -287,15 +287,30 @@ async fn client_credentials(
             "No audience parameter was provided, and no default audience has been configured",
         )
     })?;
-    if !tenant.is_api_audience(audience) {
+    // The Management API's scopes are the client's own; an API of the config file's
+    // are what its client grant allows.
+    let (allowed, lifetime): (Vec<String>, i64) = if tenant.is_api_audience(audience) {
+        (client.scopes.clone(), tenant.access_token_lifetime)
+    } else if let Some(rs) = state.apps.resource_server(audience) {
+        let grant = state.apps.grant(&client.client_id, audience).ok_or_else(|| {
+            OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                format!(
+                    "Client is not authorized to access \"{audience}\". You need to create a \"client-grant\" associated to this API. See: https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants"
+                ),
+            )
+        })?;
+        (grant.scope.clone(), rs.token_lifetime)
+    } else {
         return Err(service_not_enabled(audience));
-    }
+    };
     let scope = match params.get("scope") {
-        None => client.scopes.join(" "),
+        None => allowed.join(" "),
         Some(requested) => {
             let missing: Vec<&str> = requested
                 .split_whitespace()
-                .filter(|s| !client.scopes.iter().any(|g| g == s))
+                .filter(|s| !allowed.iter().any(|g| g == s))
                 .collect();
             if !missing.is_empty() {
                 return Err(OAuthError::new(
@@ -307,17 +322,18 @@ async fn client_credentials(
             requested.split_whitespace().collect::<Vec<_>>().join(" ")
         }
     };
-    let access_token = state.tokens.issue_access(
+    let access_token = state.tokens.issue_access_for(
         &format!("{}@clients", client.client_id),
         Audience::One(audience.to_owned()),
         &scope,
-        &client.client_id,
-        "client-credentials",
+        Some(&client.client_id),
+        Some("client-credentials"),
+        lifetime,
     )?;
     Ok(token_response(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
-        expires_in: tenant.access_token_lifetime.unsigned_abs(),
+        expires_in: lifetime.unsigned_abs(),
         scope: Some(scope),
         id_token: None,
     }))

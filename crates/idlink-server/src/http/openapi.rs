@@ -46,6 +46,8 @@ use crate::state::AppState;
         super::connections::read,
         super::logs::list,
         super::logs::user_logs,
+        super::resource_servers::list,
+        super::resource_servers::read,
         super::oauth::token,
         super::well_known::jwks,
         super::well_known::openid_configuration,
@@ -73,6 +75,8 @@ use crate::state::AppState;
         super::connections::ConnectionBody,
         ConnectionsPage,
         ConnectionsResponse,
+        super::resource_servers::ResourceServerBody,
+        super::resource_servers::ScopeBody,
     )),
     modifiers(&BearerAuth, &FieldsLeaveKeysOut),
     tags(
@@ -80,6 +84,7 @@ use crate::state::AppState;
         (name = "identities", description = "Linking and unlinking identities"),
         (name = "connections", description = "The tenant's connections (read-only)"),
         (name = "logs", description = "The audit trail"),
+        (name = "resource-servers", description = "The tenant's APIs (read-only)"),
         (name = "oauth", description = "Tokens"),
         (name = "meta", description = "Keys, discovery, health and this document"),
     )
