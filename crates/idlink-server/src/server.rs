@@ -103,6 +103,7 @@ impl Server {
             store,
             connections: Arc::new(tenant_state.connections),
             apps: Arc::new(apps),
+            signin: Arc::new(crate::state::SignInSettings::new(&config, &public_url)),
             client_secrets: ClientSecretCache::default(),
             rate_limiter: Arc::new(
                 RateLimiter::with_client_limit(

@@ -16,6 +16,8 @@ pub struct AppState {
     /// The tenant's connections, loaded at start-up (they change only through the
     /// config file, which every instance applies when it starts).
     pub connections: Arc<Vec<Connection>>,
+    /// Sign-in's lifetimes, cookie flags and login-attempt buckets.
+    pub signin: Arc<SignInSettings>,
     /// Applications' sign-in settings, APIs and client grants (from the config file).
     pub apps: Arc<crate::apps::Apps>,
     pub client_secrets: ClientSecretCache,
@@ -28,6 +30,36 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).
     pub request_timeout: std::time::Duration,
+}
+
+/// What the sign-in pages and grants need beyond the tenant.
+#[derive(Debug)]
+pub struct SignInSettings {
+    /// Seconds a refresh-token family lives.
+    pub refresh_token_lifetime: i64,
+    /// Seconds a login session lives.
+    pub session_lifetime: i64,
+    /// Cookies carry `Secure` (the server is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// Login attempts per source address and login name (brute force).
+    pub attempts: crate::ratelimit::KeyedBuckets,
+    /// Login attempts per source address, whatever the name (credential stuffing).
+    pub attempts_per_address: crate::ratelimit::KeyedBuckets,
+}
+
+impl SignInSettings {
+    /// From the config, for a server reached at `public_url`.
+    pub fn new(config: &crate::config::Config, public_url: &str) -> Self {
+        use crate::ratelimit::{KeyedBuckets, RateLimit};
+        Self {
+            refresh_token_lifetime: config.tenant.tokens.refresh_token_lifetime,
+            session_lifetime: config.tenant.tokens.session_lifetime,
+            secure_cookies: public_url.starts_with("https://"),
+            // 10 tries, then one every 6 s; Auth0's brute-force protection blocks after 10.
+            attempts: KeyedBuckets::new(RateLimit::new(10, 1.0 / 6.0)),
+            attempts_per_address: KeyedBuckets::new(RateLimit::new(100, 1.0)),
+        }
+    }
 }
 
 impl AppState {

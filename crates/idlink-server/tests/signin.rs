@@ -219,3 +219,275 @@ async fn resource_servers_are_listed_in_auth0s_shape() {
         .await;
     assert_eq!(anonymous.status, 401);
 }
+
+// ---- The browser's side of a sign-in, by hand: no redirects followed, cookies kept.
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A browser: an HTTP client that follows no redirect, and its cookies.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+/// A response as the browser saw it.
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    text: String,
+    set_cookies: Vec<String>,
+}
+
+impl Browser {
+    fn new(api: &Api) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: api.server.base_url.clone(),
+            cookies: Default::default(),
+        }
+    }
+
+    async fn finish(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("cookie", cookie)
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for c in &set_cookies {
+            let pair = c.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let text = response.text().await.unwrap();
+        Page {
+            status,
+            location,
+            text,
+            set_cookies,
+        }
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(self.url(path));
+        self.finish(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(self.url(path)).form(form);
+        self.finish(request).await
+    }
+}
+
+/// The query parameters of a URL.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+fn authorize_url(client_id: &str, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid profile email offline_access"),
+        ("state", "app-state-1"),
+        ("nonce", "nonce-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    params.extend(extra.iter().copied().filter(|(_, v)| !v.is_empty()));
+    format!(
+        "/authorize?{}",
+        serde_urlencoded::to_string(&params).unwrap()
+    )
+}
+
+/// `/authorize` → the login page of `connection`: returns the login transaction.
+async fn to_login_page(browser: &mut Browser, authorize: &str) -> String {
+    let page = browser.get(authorize).await;
+    assert_eq!(page.status, 302, "{}", page.text);
+    let location = page.location.unwrap();
+    assert!(location.starts_with("/u/login?"), "{location}");
+    let page = browser.get(&location).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    query_of(&location)["state"].clone()
+}
+
+/// Signs `email` in through the database login page; returns the callback URL.
+async fn password_login(browser: &mut Browser, authorize: &str, email: &str) -> String {
+    let tx = to_login_page(browser, authorize).await;
+    let csrf = browser.cookies["idlink_csrf"].clone();
+    let page = browser
+        .post(
+            "/u/login",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("username", email),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.text);
+    let session = page
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("idlink_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    page.location.unwrap()
+}
+
+async fn exchange(api: &Api, code: &str, verifier: &str) -> (StatusCode, Value) {
+    token_form(
+        api,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", SPA),
+            ("code", code),
+            ("redirect_uri", SPA_CALLBACK),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn code_with_pkce_signs_a_database_user_in() {
+    let api = start().await;
+    let user_id = api.db_user("ada@example.com").await;
+    let mut browser = Browser::new(&api);
+    let authorize = authorize_url(
+        SPA,
+        SPA_CALLBACK,
+        &[
+            ("connection", common::DB),
+            ("audience", API),
+            ("scope", "openid profile email offline_access read:items"),
+        ],
+    );
+    let callback = password_login(&mut browser, &authorize, "ada@example.com").await;
+    assert!(callback.starts_with(SPA_CALLBACK), "{callback}");
+    let params = query_of(&callback);
+    assert_eq!(params["state"], "app-state-1");
+    let session_cookie = browser.cookies.get("idlink_session").cloned().unwrap();
+    assert!(!session_cookie.is_empty());
+
+    let (status, body) = exchange(&api, &params["code"], VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert_eq!(
+        body["scope"],
+        "openid profile email offline_access read:items"
+    );
+    let access = decode_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(access["sub"], user_id);
+    assert_eq!(
+        access["aud"],
+        json!([API, format!("{}userinfo", api.server.issuer())])
+    );
+    assert_eq!(access["azp"], SPA);
+    let id = decode_claims(body["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], user_id);
+    assert_eq!(id["aud"], SPA);
+    assert_eq!(id["nonce"], "nonce-1");
+    assert_eq!(id["email"], "ada@example.com");
+    assert_eq!(id["email_verified"], true);
+    assert_eq!(
+        id["at_hash"],
+        idlink_server::auth::signin::at_hash(body["access_token"].as_str().unwrap())
+    );
+    assert!(id["auth_time"].is_i64());
+    assert!(body["refresh_token"].is_string(), "{body}");
+
+    // logins_count, last_login and the `s` event.
+    let user = api.user(&user_id).await.body;
+    assert_eq!(user["logins_count"], 1, "{user}");
+    assert!(user["last_login"].is_string());
+    let logs = api
+        .get(&format!("/api/v2/users/{}/logs", common::enc(&user_id)))
+        .await;
+    assert!(
+        logs.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "s"),
+        "{}",
+        logs.body
+    );
+
+    // The code is single-use: a replay gets nothing.
+    let replay = exchange(&api, &params["code"], VERIFIER).await;
+    assert_oauth_error(&replay, 403, "invalid_grant");
+
+    // /userinfo with the access token.
+    let info: Value = api
+        .http
+        .get(api.url("/userinfo"))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], user_id);
+    assert_eq!(info["email"], "ada@example.com");
+
+    // The session signs the user in again without the login page (no prompt=login) …
+    let page = browser.get(&authorize).await;
+    assert_eq!(page.status, 302);
+    assert!(page.location.as_deref().unwrap().starts_with(SPA_CALLBACK));
+    // … but prompt=login shows it.
+    let page = browser
+        .get(&authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", common::DB), ("prompt", "login")],
+        ))
+        .await;
+    assert!(page.location.as_deref().unwrap().starts_with("/u/login"));
+}

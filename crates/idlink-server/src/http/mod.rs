@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, merged here into one router.
 
+pub mod authn;
 mod connections;
 mod content_type;
 pub mod extract;
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
     let authentication = Router::new()
         .merge(oauth::router())
         .merge(well_known::router())
+        .merge(authn::router())
         .route("/health", get(health))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -59,6 +61,10 @@ pub fn app(state: AppState) -> Router {
             limits::middleware,
         ))
         .layer(middleware::from_fn(content_type::middleware))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::cors::middleware,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
