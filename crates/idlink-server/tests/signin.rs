@@ -491,3 +491,624 @@ async fn code_with_pkce_signs_a_database_user_in() {
         .await;
     assert!(page.location.as_deref().unwrap().starts_with("/u/login"));
 }
+
+/// A code of the SPA for `email`, through the login page.
+async fn code_for(api: &Api, email: &str, extra: &[(&str, &str)]) -> String {
+    let mut browser = Browser::new(api);
+    let mut params = vec![("connection", common::DB)];
+    params.extend_from_slice(extra);
+    let callback = password_login(
+        &mut browser,
+        &authorize_url(SPA, SPA_CALLBACK, &params),
+        email,
+    )
+    .await;
+    query_of(&callback)["code"].clone()
+}
+
+#[tokio::test]
+async fn bad_exchanges_get_auth0s_oauth_errors_and_nothing() {
+    let api = start().await;
+    api.db_user("bob@example.com").await;
+
+    // Missing and wrong PKCE verifier; the code is used up by the attempt.
+    let code = code_for(&api, "bob@example.com", &[]).await;
+    let missing = token_form(
+        &api,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", SPA),
+            ("code", &code),
+            ("redirect_uri", SPA_CALLBACK),
+        ],
+    )
+    .await;
+    assert_oauth_error(&missing, 403, "invalid_grant");
+    assert_oauth_error(&exchange(&api, &code, VERIFIER).await, 403, "invalid_grant");
+    let code = code_for(&api, "bob@example.com", &[]).await;
+    let wrong = exchange(&api, &code, &VERIFIER.replace('d', "x")).await;
+    assert_oauth_error(&wrong, 403, "invalid_grant");
+
+    // Redirect URI mismatch at the exchange.
+    let code = code_for(&api, "bob@example.com", &[]).await;
+    let other_uri = token_form(
+        &api,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", SPA),
+            ("code", &code),
+            ("redirect_uri", "http://localhost:3000/other"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_oauth_error(&other_uri, 403, "invalid_grant");
+
+    // A code of the SPA presented by another client.
+    let code = code_for(&api, "bob@example.com", &[]).await;
+    let other_client = token_form(
+        &api,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", WEB),
+            ("client_secret", WEB_SECRET),
+            ("code", &code),
+            ("redirect_uri", SPA_CALLBACK),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_oauth_error(&other_client, 403, "invalid_grant");
+
+    // An unknown client.
+    let unknown = token_form(
+        &api,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "nobody"),
+            ("code", "whatever"),
+            ("redirect_uri", SPA_CALLBACK),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_oauth_error(&unknown, 401, "access_denied");
+    // A made-up code.
+    assert_oauth_error(
+        &exchange(&api, "made-up", VERIFIER).await,
+        403,
+        "invalid_grant",
+    );
+
+    // An expired code (stored as a sign-in would, ten minutes and more ago).
+    let state = api.server.state();
+    let now = idlink_server::clock::unix_now();
+    let payload = json!({
+        "user_id": "auth0|000000000000000000000000", "client_id": SPA, "scope": "openid",
+        "audience": null, "nonce": null, "auth_time": now - 700, "sid": null,
+        "redirect_uri": SPA_CALLBACK, "code_challenge": CHALLENGE, "code_challenge_method": "S256",
+    });
+    state
+        .store
+        .put_code(
+            &idlink_server::store::StoredCode {
+                hash: idlink_server::auth::signin::digest("expired-code"),
+                client_id: SPA.into(),
+                payload: payload.to_string(),
+                expires_at: now - 100,
+            },
+            now - 700,
+        )
+        .await
+        .unwrap();
+    assert_oauth_error(
+        &exchange(&api, "expired-code", VERIFIER).await,
+        403,
+        "invalid_grant",
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
+    let api = start().await;
+    api.db_user("rota@example.com").await;
+    let code = code_for(&api, "rota@example.com", &[]).await;
+    let (status, first) = exchange(&api, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{first}");
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        let api = &api;
+        async move {
+            token_form(
+                api,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", SPA),
+                    ("refresh_token", &token),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, second) = refresh(r1.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2, "rotated");
+    assert!(second["id_token"].is_string());
+    assert_eq!(
+        decode_claims(second["access_token"].as_str().unwrap())["sub"],
+        decode_claims(first["access_token"].as_str().unwrap())["sub"]
+    );
+
+    // r1 again: a reuse. It fails, and so does r2, the family's current token.
+    assert_oauth_error(&refresh(r1).await, 403, "invalid_grant");
+    assert_oauth_error(&refresh(r2).await, 403, "invalid_grant");
+    assert_oauth_error(&refresh("never-issued".into()).await, 403, "invalid_grant");
+
+    // Without offline_access there is no refresh token.
+    let code = code_for(&api, "rota@example.com", &[("scope", "openid")]).await;
+    let (_, body) = exchange(&api, &code, VERIFIER).await;
+    assert!(body.get("refresh_token").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn authorize_errors_never_redirect_to_an_unchecked_url() {
+    let api = start().await;
+    let mut browser = Browser::new(&api);
+    // Unknown client, missing or unlisted redirect URIs: an idlink page, no Location.
+    for url in [
+        authorize_url("nobody", SPA_CALLBACK, &[]),
+        authorize_url(SPA, "https://evil.example.com/cb", &[]),
+        authorize_url(SPA, "http://localhost:3000/callback/", &[]),
+        authorize_url(SPA, "", &[("redirect_uri", "")]),
+        "/authorize?response_type=code".to_owned(),
+    ] {
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, 400, "{url}");
+        assert!(page.location.is_none(), "{url}");
+        assert!(page.text.contains("<html"), "{url}");
+    }
+    // With a good redirect URI, errors go back to the app with the state.
+    for (extra, error) in [
+        (
+            vec![("audience", "https://unknown.example.com/")],
+            "access_denied",
+        ),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("code_challenge", "")], "invalid_request"),
+        (vec![("code_challenge_method", "S512")], "invalid_request"),
+        (
+            vec![("connection", "no-such-connection")],
+            "invalid_request",
+        ),
+        (vec![("response_mode", "fragment")], "invalid_request"),
+        (vec![("prompt", "none")], "login_required"),
+    ] {
+        let page = browser.get(&authorize_url(SPA, SPA_CALLBACK, &extra)).await;
+        assert_eq!(page.status, 302, "{extra:?}: {}", page.text);
+        let location = page.location.unwrap();
+        assert!(location.starts_with(SPA_CALLBACK), "{location}");
+        let params = query_of(&location);
+        assert_eq!(params["error"], error, "{extra:?}");
+        assert!(params.contains_key("error_description"));
+        assert_eq!(params["state"], "app-state-1");
+    }
+    // A client without the authorization_code grant.
+    let page = browser.get(&authorize_url(M2M, SPA_CALLBACK, &[])).await;
+    assert_eq!(page.status, 400, "M2M has no callbacks: an error page");
+}
+
+#[tokio::test]
+async fn login_forms_need_their_csrf_token_and_record_failures() {
+    let api = start().await;
+    let user_id = api.db_user("eve@example.com").await;
+    let mut browser = Browser::new(&api);
+    let tx = to_login_page(
+        &mut browser,
+        &authorize_url(SPA, SPA_CALLBACK, &[("connection", common::DB)]),
+    )
+    .await;
+    let form = |csrf: &'static str| {
+        vec![
+            ("state", tx.clone()),
+            ("csrf", csrf.to_owned()),
+            ("connection", common::DB.to_owned()),
+            ("username", "eve@example.com".to_owned()),
+            ("password", common::PASSWORD.to_owned()),
+        ]
+    };
+    let as_refs = |f: &Vec<(&'static str, String)>| -> Vec<(&'static str, String)> { f.clone() };
+    // No CSRF token, a wrong one: refused, nobody signed in.
+    for csrf in ["", "wrong-token-wrong-token-wrong-token-wrong-t"] {
+        let f = as_refs(&form(csrf));
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = browser.post("/u/login", &pairs).await;
+        assert_eq!(page.status, 403, "{}", page.text);
+        assert!(page.location.is_none());
+    }
+    // A tampered transaction.
+    let csrf = browser.cookies["idlink_csrf"].clone();
+    let page = browser
+        .post(
+            "/u/login",
+            &[
+                ("state", &format!("{tx}x")),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("username", "eve@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 400);
+    // A wrong password: the form again with Auth0's message, and an `f` event.
+    let page = browser
+        .post(
+            "/u/login",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("username", "eve@example.com"),
+                ("password", "wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.text.contains("Wrong email or password."),
+        "{}",
+        page.text
+    );
+    let logs = api.get("/api/v2/logs?q=type:f").await;
+    let events = logs.body.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", logs.body);
+    assert_eq!(events[0]["details"]["user_name"], "eve@example.com");
+    let count = &api.user(&user_id).await.body["logins_count"];
+    assert!(count.is_null() || count == 0, "no login counted: {count}");
+
+    // Attempts are rate-limited: after ten tries from one address for one name, 429.
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        last = browser
+            .post(
+                "/u/login",
+                &[
+                    ("state", &tx),
+                    ("csrf", &csrf),
+                    ("connection", common::DB),
+                    ("username", "eve@example.com"),
+                    ("password", "wrong"),
+                ],
+            )
+            .await
+            .status;
+    }
+    assert_eq!(last, 429);
+}
+
+#[tokio::test]
+async fn signup_creates_a_database_user_and_signs_it_in() {
+    let api = start().await;
+    let mut browser = Browser::new(&api);
+    let tx = to_login_page(
+        &mut browser,
+        &authorize_url(SPA, SPA_CALLBACK, &[("connection", common::DB)]),
+    )
+    .await;
+    let page = browser
+        .get(&format!("/u/signup?state={tx}&connection={}", common::DB))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains(">Email</label>") && page.text.contains(">Continue</button>"));
+    let csrf = browser.cookies["idlink_csrf"].clone();
+    let page = browser
+        .post(
+            "/u/signup",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("email", "new@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.text);
+    let code = query_of(&page.location.unwrap())["code"].clone();
+    let (status, body) = exchange(&api, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    let sub = decode_claims(body["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sub.starts_with("auth0|"), "{sub}");
+    let user = api.user(&sub).await.body;
+    assert_eq!(user["email"], "new@example.com");
+    assert_eq!(user["logins_count"], 1);
+    // The same email again: the form says so, nothing is created.
+    let page = browser
+        .post(
+            "/u/signup",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("email", "new@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 409);
+}
+
+/// Signs a provider-side identity in through the emulated google-oauth2 page; returns
+/// the token answer.
+async fn social_sign_in(api: &Api, user_id: &str, email: &str) -> Value {
+    let mut browser = Browser::new(api);
+    let page = browser
+        .get(&authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", "google-oauth2")],
+        ))
+        .await;
+    let location = page.location.unwrap();
+    let page = browser.get(&location).await;
+    assert_eq!(
+        page.status, 302,
+        "the database page sends social connections on"
+    );
+    let provider = page.location.unwrap();
+    assert!(
+        provider.starts_with("/u/login/identity-provider?"),
+        "{provider}"
+    );
+    let page = browser.get(&provider).await;
+    assert_eq!(page.status, 200);
+    for name in [
+        ">User ID</label>",
+        ">Name</label>",
+        " Email verified</label>",
+        ">Continue</button>",
+    ] {
+        assert!(page.text.contains(name), "{name}: {}", page.text);
+    }
+    let tx = query_of(&provider)["state"].clone();
+    let csrf = browser.cookies["idlink_csrf"].clone();
+    let page = browser
+        .post(
+            "/u/login/identity-provider",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", "google-oauth2"),
+                ("user_id", user_id),
+                ("email", email),
+                ("email_verified", "true"),
+                ("name", "Grace Hopper"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.text);
+    let code = query_of(&page.location.unwrap())["code"].clone();
+    let (status, body) = exchange(api, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn emulated_social_sign_in_creates_reuses_and_follows_links() {
+    let api = start().await;
+    let first = social_sign_in(&api, "10987654321", "grace@example.com").await;
+    let id = decode_claims(first["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], "google-oauth2|10987654321");
+    let user = api.user("google-oauth2|10987654321").await.body;
+    assert_eq!(user["email"], "grace@example.com");
+    assert_eq!(user["email_verified"], true);
+    assert_eq!(user["name"], "Grace Hopper");
+    assert_eq!(user["nickname"], "grace");
+    assert_eq!(user["identities"][0]["provider"], "google-oauth2");
+    assert_eq!(user["identities"][0]["isSocial"], true);
+    assert_eq!(user["logins_count"], 1);
+
+    // A later sign-in reuses the user.
+    social_sign_in(&api, "10987654321", "grace@example.com").await;
+    assert_eq!(
+        api.user("google-oauth2|10987654321").await.body["logins_count"],
+        2
+    );
+
+    // Mode A with the social user's ID token, then the secondary's sign-in is the primary's.
+    let primary = api.db_user("primary@example.com").await;
+    // link_with's aud (the SPA) must be the calling token's azp: the primary signs in to
+    // the SPA too, asking for a Management API token.
+    let spa_primary = {
+        let code = code_for(
+            &api,
+            "primary@example.com",
+            &[
+                ("audience", &api.server.audience()),
+                ("scope", "openid update:current_user_identities"),
+            ],
+        )
+        .await;
+        exchange(&api, &code, VERIFIER).await.1
+    };
+    let link = api
+        .send_as(
+            spa_primary["access_token"].as_str(),
+            reqwest::Method::POST,
+            &format!("/api/v2/users/{}/identities", common::enc(&primary)),
+            Some(json!({"link_with": first["id_token"]})),
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    assert_eq!(link.body.as_array().unwrap().len(), 2);
+    let again = social_sign_in(&api, "10987654321", "grace@example.com").await;
+    assert_eq!(
+        decode_claims(again["id_token"].as_str().unwrap())["sub"],
+        primary
+    );
+}
+
+#[tokio::test]
+async fn social_page_is_off_unless_the_connection_is_emulated() {
+    // github is a default social connection, not configured as emulated.
+    let api = start().await;
+    let mut browser = Browser::new(&api);
+    let page = browser
+        .get(&authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", "github")],
+        ))
+        .await;
+    let params = query_of(&page.location.unwrap());
+    assert_eq!(params["error"], "invalid_request");
+    let page = browser.get(&authorize_url(SPA, SPA_CALLBACK, &[])).await;
+    let page = browser.get(&page.location.unwrap()).await;
+    // The chooser: one button per usable connection, named after it.
+    assert!(
+        page.text.contains(&format!(">{}</button>", common::DB)),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(">google-oauth2</button>"));
+    assert!(!page.text.contains(">github</button>"));
+    drop(api);
+
+    // The emulator's switch turns it on for every social connection.
+    let api = Api::with_server(
+        TestServer::start_with(|c| {
+            configure(c);
+            c.emulate_identity_providers = true;
+        })
+        .await,
+    )
+    .await;
+    let mut browser = Browser::new(&api);
+    let page = browser
+        .get(&authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", "github")],
+        ))
+        .await;
+    assert!(page.location.unwrap().starts_with("/u/login?"));
+}
+
+#[tokio::test]
+async fn form_post_logout_and_cors() {
+    let api = start().await;
+    api.db_user("fp@example.com").await;
+    let mut browser = Browser::new(&api);
+    let tx = to_login_page(
+        &mut browser,
+        &authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", common::DB), ("response_mode", "form_post")],
+        ),
+    )
+    .await;
+    let csrf = browser.cookies["idlink_csrf"].clone();
+    let page = browser
+        .post(
+            "/u/login",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("username", "fp@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains(&format!("action=\"{SPA_CALLBACK}\"")),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("name=\"code\"") && page.text.contains("value=\"app-state-1\""));
+
+    // Logout: an unlisted returnTo is refused, the listed one redirects and ends the session.
+    let page = browser
+        .get(&format!(
+            "/v2/logout?client_id={SPA}&returnTo=https://evil.example.com/"
+        ))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.location.is_none());
+    assert!(browser.cookies.contains_key("idlink_session"));
+    let page = browser
+        .get(&format!(
+            "/v2/logout?client_id={SPA}&returnTo=http://localhost:3000/"
+        ))
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(page.location.as_deref(), Some("http://localhost:3000/"));
+    assert!(!browser.cookies.contains_key("idlink_session"));
+    let page = browser
+        .get(&authorize_url(SPA, SPA_CALLBACK, &[("prompt", "none")]))
+        .await;
+    assert_eq!(query_of(&page.location.unwrap())["error"], "login_required");
+
+    // CORS: the SPA's origin may call the token endpoint; another origin gets no header.
+    let preflight = api
+        .http
+        .request(reqwest::Method::OPTIONS, api.url("/oauth/token"))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, auth0-client",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let other = api
+        .http
+        .post(api.url("/oauth/token"))
+        .header("origin", "http://localhost:9999")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Discovery lists it all.
+    let discovery: Value = api
+        .http
+        .get(api.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["authorization_endpoint"], api.url("/authorize"));
+    assert_eq!(discovery["userinfo_endpoint"], api.url("/userinfo"));
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256", "plain"])
+    );
+    // /userinfo without a valid token.
+    let bad = api
+        .http
+        .get(api.url("/userinfo"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+}
