@@ -1112,3 +1112,76 @@ async fn form_post_logout_and_cors() {
         .unwrap();
     assert_eq!(bad.status(), 401);
 }
+
+/// POSTs `body` to the emulator's `/idlink/v1/tokens` (mounted here on its own, as the
+/// emulator mounts it): `(status, body)`.
+async fn shortcut(api: &Api, body: Value) -> (u16, Value) {
+    use tower::ServiceExt;
+    let app = idlink_server::http::authn::shortcut::router().with_state(api.server.state().clone());
+    let request = axum::http::Request::post("/idlink/v1/tokens")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_emulator_shortcut_mints_what_a_sign_in_gives() {
+    let api = start().await;
+    let user_id = api.db_user("short@example.com").await;
+    let code = code_for(&api, "short@example.com", &[("nonce", "n-2")]).await;
+    let (_, signed_in) = exchange(&api, &code, VERIFIER).await;
+    let (status, minted) = shortcut(
+        &api,
+        json!({"user_id": user_id, "client_id": SPA, "scope": "openid profile email offline_access", "nonce": "n-2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{minted}");
+    let keys = |token: &Value| {
+        let claims = decode_claims(token.as_str().unwrap());
+        claims
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&minted["id_token"]), keys(&signed_in["id_token"]));
+    assert_eq!(
+        keys(&minted["access_token"]),
+        keys(&signed_in["access_token"])
+    );
+    assert_eq!(minted["scope"], signed_in["scope"]);
+    assert!(minted["refresh_token"].is_string());
+    let id = decode_claims(minted["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], user_id);
+    assert_eq!(id["aud"], SPA);
+
+    assert_eq!(
+        shortcut(&api, json!({"user_id": "auth0|nobody", "client_id": SPA}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        shortcut(&api, json!({"user_id": user_id, "client_id": "nobody"}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        shortcut(
+            &api,
+            json!({"user_id": user_id, "client_id": SPA, "audience": "https://nope/"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(shortcut(&api, json!({"user_id": user_id})).await.0, 400);
+}

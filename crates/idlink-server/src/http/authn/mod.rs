@@ -13,6 +13,7 @@ pub mod cors;
 mod login;
 mod pages;
 mod session;
+pub mod shortcut;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
