@@ -1185,3 +1185,50 @@ async fn the_emulator_shortcut_mints_what_a_sign_in_gives() {
     );
     assert_eq!(shortcut(&api, json!({"user_id": user_id})).await.0, 400);
 }
+
+#[tokio::test]
+async fn silent_sign_in_answers_by_web_message() {
+    let api = start().await;
+    api.db_user("silent@example.com").await;
+    let mut browser = Browser::new(&api);
+    let silent = authorize_url(
+        SPA,
+        SPA_CALLBACK,
+        &[("prompt", "none"), ("response_mode", "web_message")],
+    );
+    // No session: login_required, posted to the app's origin only.
+    let page = browser.get(&silent).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("\"error\":\"login_required\""),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("\"http://localhost:3000\")"),
+        "{}",
+        page.text
+    );
+    // After a sign-in, a code.
+    password_login(
+        &mut browser,
+        &authorize_url(SPA, SPA_CALLBACK, &[("connection", common::DB)]),
+        "silent@example.com",
+    )
+    .await;
+    let page = browser.get(&silent).await;
+    assert!(
+        page.text.contains("\"type\":\"authorization_response\""),
+        "{}",
+        page.text
+    );
+    let code = page
+        .text
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (status, body) = exchange(&api, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+}

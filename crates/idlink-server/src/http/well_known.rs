@@ -46,7 +46,7 @@ pub(super) async fn openid_configuration(State(state): State<AppState>) -> Json<
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "grant_types_supported": ["authorization_code", "refresh_token", GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
+        "response_modes_supported": ["query", "form_post", "web_message"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "prompt_values_supported": ["none", "login"],
         "subject_types_supported": ["public"],

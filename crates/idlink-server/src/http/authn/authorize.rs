@@ -80,10 +80,9 @@ pub(super) async fn authorize(
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
         // An unsupported mode is refused below, answering in the default one.
-        response_mode: if response_mode == "form_post" {
-            "form_post".into()
-        } else {
-            "query".into()
+        response_mode: match response_mode {
+            "form_post" | "web_message" => response_mode.to_owned(),
+            _ => "query".into(),
         },
         state: get("state").map(str::to_owned),
         nonce: get("nonce").map(str::to_owned),
@@ -95,7 +94,7 @@ pub(super) async fn authorize(
     };
 
     // From here on the redirect URI is good: errors go back to the application.
-    if !matches!(response_mode, "query" | "form_post") {
+    if !matches!(response_mode, "query" | "form_post" | "web_message") {
         return Ok(error_to_app(
             &tx,
             "invalid_request",

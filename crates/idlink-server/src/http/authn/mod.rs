@@ -57,7 +57,7 @@ const TX_LIFETIME: i64 = 1800;
 struct Transaction {
     client_id: String,
     redirect_uri: String,
-    /// `query` or `form_post`.
+    /// `query`, `form_post` or `web_message`.
     response_mode: String,
     state: Option<String>,
     nonce: Option<String>,
@@ -135,11 +135,38 @@ fn respond_to_app(redirect_uri: &str, response_mode: &str, params: &[(&str, &str
     if response_mode == "form_post" {
         return html(StatusCode::OK, pages::form_post(redirect_uri, params));
     }
+    if response_mode == "web_message" {
+        let response: serde_json::Map<String, serde_json::Value> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        let message = serde_json::json!({"type": "authorization_response", "response": response})
+            .to_string()
+            .replace('<', "\\u003c");
+        let mut page = html(
+            StatusCode::OK,
+            pages::web_message(&origin_of(redirect_uri), &message),
+        );
+        // Framed by the application's page, by design of this mode.
+        page.headers_mut().remove("x-frame-options");
+        return page;
+    }
     let mut response = StatusCode::FOUND.into_response();
     if let Ok(location) = HeaderValue::from_str(&with_query(redirect_uri, params)) {
         response.headers_mut().insert(LOCATION, location);
     }
     response
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            format!("{scheme}://{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// An OAuth error sent back to the application (its redirect URI was checked).

@@ -169,6 +169,22 @@ pub fn form_post(action: &str, fields: &[(&str, &str)]) -> Markup {
     )
 }
 
+/// `response_mode=web_message` (auth0-spa-js's silent sign-in in a hidden iframe):
+/// the answer posted to the parent window, to the redirect URI's origin only.
+/// `message` is JSON with `<` escaped, so it cannot close the script element.
+pub fn web_message(origin: &str, message: &str) -> Markup {
+    let origin = serde_json::to_string(origin)
+        .unwrap_or_default()
+        .replace('<', "\\u003c");
+    let script = format!("window.parent.postMessage({message}, {origin});");
+    layout(
+        "Continue",
+        html! {
+            script { (maud::PreEscaped(script)) }
+        },
+    )
+}
+
 /// An error that cannot go back to the application (no valid redirect URI).
 pub fn error(title: &str, message: &str) -> Markup {
     layout(
