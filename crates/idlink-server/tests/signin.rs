@@ -1232,3 +1232,77 @@ async fn silent_sign_in_answers_by_web_message() {
     let (status, body) = exchange(&api, &code, VERIFIER).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_regular_web_app_exchanges_its_code_with_its_secret() {
+    let api = start().await;
+    api.db_user("web@example.com").await;
+    let mut browser = Browser::new(&api);
+    // No PKCE: a confidential client proves the exchange with its secret.
+    let authorize = authorize_url(
+        WEB,
+        WEB_CALLBACK,
+        &[
+            ("connection", common::DB),
+            ("code_challenge", ""),
+            ("code_challenge_method", ""),
+        ],
+    );
+    let callback = password_login(&mut browser, &authorize, "web@example.com").await;
+    assert!(callback.starts_with(WEB_CALLBACK), "{callback}");
+    let code = query_of(&callback)["code"].clone();
+    let exchange = |secret: Option<&'static str>| {
+        let (api, code) = (&api, code.clone());
+        async move {
+            let mut form = vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", WEB),
+                ("code", code.as_str()),
+                ("redirect_uri", WEB_CALLBACK),
+            ];
+            if let Some(secret) = secret {
+                form.push(("client_secret", secret));
+            }
+            token_form(api, &form).await
+        }
+    };
+    // Without the secret: refused (and the code is not spent by it).
+    assert_oauth_error(&exchange(None).await, 401, "access_denied");
+    assert_oauth_error(&exchange(Some("wrong-secret")).await, 401, "access_denied");
+    let (status, body) = exchange(Some(WEB_SECRET)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        decode_claims(body["id_token"].as_str().unwrap())["aud"],
+        WEB
+    );
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_idlink_is_reached_over_https() {
+    let api = Api::with_server(
+        TestServer::start_with(|c| {
+            configure(c);
+            c.public_url = Some("https://idlink.example.com".into());
+        })
+        .await,
+    )
+    .await;
+    let mut browser = Browser::new(&api);
+    let page = browser
+        .get(&authorize_url(
+            SPA,
+            SPA_CALLBACK,
+            &[("connection", common::DB)],
+        ))
+        .await;
+    let page = browser.get(&page.location.unwrap()).await;
+    let csrf = page
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("idlink_csrf="))
+        .unwrap();
+    assert!(
+        csrf.contains("; Secure") && csrf.contains("HttpOnly"),
+        "{csrf}"
+    );
+}
