@@ -553,6 +553,7 @@ async fn provider_enum_round_trips_including_other() {
             .push(idlink_server::config::ConnectionConfig {
                 name: "acme-sso".into(),
                 strategy: "acme-idp".into(),
+                ..Default::default()
             });
     })
     .await;

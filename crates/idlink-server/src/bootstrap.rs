@@ -63,7 +63,7 @@ pub async fn ensure_tenant(store: &dyn Store, config: &Config) -> Result<Tenant>
                 client_id: client.client_id.clone(),
                 name: client.name.clone(),
                 secret_hash,
-                grant_types: client.grant_types.clone(),
+                grant_types: grant_types_of(client),
                 scopes: client.scopes.clone(),
             })
             .await?;
@@ -115,6 +115,25 @@ pub async fn ensure_connections(store: &dyn Store, config: &Config) -> Result<()
     }
 
     Ok(())
+}
+
+/// The configured grant types, or Auth0's defaults for the app type when none are set.
+fn grant_types_of(client: &crate::config::ClientConfig) -> Vec<String> {
+    if !client.grant_types.is_empty() {
+        return client.grant_types.clone();
+    }
+    let app_type = match client.app_type.as_deref() {
+        Some("spa") => crate::apps::AppType::Spa,
+        Some("regular_web") => crate::apps::AppType::RegularWeb,
+        Some("native") => crate::apps::AppType::Native,
+        Some("non_interactive") => crate::apps::AppType::NonInteractive,
+        _ => return Vec::new(),
+    };
+    app_type
+        .default_grant_types()
+        .iter()
+        .map(|g| g.to_string())
+        .collect()
 }
 
 fn admin_record(client_id: String, secret_hash: String) -> ClientRecord {

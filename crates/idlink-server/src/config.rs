@@ -52,6 +52,10 @@ pub struct Config {
     /// Emulator mode (`idlink emulate`): the control API under `/idlink/v1/`, a seed, a
     /// dev signing key. `None` (plain `serve`): no control API at all.
     pub emulator: Option<crate::emulator::EmulatorSettings>,
+    /// Every social connection signs in through idlink's emulated identity-provider
+    /// page (the emulator mode turns this on). Off, only the connections configured
+    /// with `emulated = true` have that page: plain `serve` never pretends to be Google.
+    pub emulate_identity_providers: bool,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             store: crate::store::StoreOptions::default(),
             tls: None,
             emulator: None,
+            emulate_identity_providers: false,
         }
     }
 }
@@ -102,6 +107,24 @@ impl Default for Config {
 /// client_secret = "…"              # omit for a public client
 /// grant_types = ["password", "http://auth0.com/oauth/grant-type/password-realm"]
 /// scopes = ["read:users"]
+/// app_type = "spa"                 # spa | regular_web | native | non_interactive
+/// callbacks = ["http://localhost:3000/callback"]
+/// allowed_logout_urls = ["http://localhost:3000/"]
+/// web_origins = ["http://localhost:3000"]
+/// token_endpoint_auth_method = "none" # none | client_secret_post | client_secret_basic
+///
+/// [[resource_servers]]
+/// name = "My API"
+/// identifier = "https://api.example.com/"
+/// scopes = ["read:items", "write:items"]
+/// token_lifetime = 7200
+/// signing_alg = "RS256"
+/// allow_offline_access = true
+///
+/// [[client_grants]]
+/// client_id = "back-office"
+/// audience = "https://api.example.com/"
+/// scope = ["read:items"]
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +137,12 @@ pub struct TenantConfig {
     pub connections: Vec<ConnectionConfig>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// The tenant's own APIs, whose access tokens idlink issues (RS256, same JWKS).
+    #[serde(default)]
+    pub resource_servers: Vec<ResourceServerConfig>,
+    /// Which client may get which API's scopes by client credentials.
+    #[serde(default)]
+    pub client_grants: Vec<ClientGrantConfig>,
     /// Management API rate limit; see [`RateLimit`].
     pub rate_limit: Option<RateLimit>,
     /// Rate limit of each client's own bucket (default: the same shape as `rate_limit`).
@@ -183,6 +212,21 @@ pub struct TokenConfig {
     /// signing and published in the JWKS.
     #[serde(default = "default_key_refresh_interval")]
     pub key_refresh_interval: u64,
+    /// Absolute lifetime of a refresh token family (Auth0's default: 30 days).
+    #[serde(default = "default_refresh_lifetime")]
+    pub refresh_token_lifetime: i64,
+    /// How long a sign-in session (the login page's cookie) lasts (Auth0: 3 days idle,
+    /// here absolute).
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: i64,
+}
+
+fn default_refresh_lifetime() -> i64 {
+    2_592_000
+}
+
+fn default_session_lifetime() -> i64 {
+    259_200
 }
 
 fn default_key_refresh_interval() -> u64 {
@@ -202,21 +246,31 @@ impl Default for TokenConfig {
             access_token_lifetime: default_access_lifetime(),
             id_token_lifetime: default_id_lifetime(),
             key_refresh_interval: default_key_refresh_interval(),
+            refresh_token_lifetime: default_refresh_lifetime(),
+            session_lifetime: default_session_lifetime(),
         }
     }
 }
 
 /// An extra connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     pub name: String,
     /// `auth0` for a database connection, else the provider (`google-oauth2`, `oidc`, …).
     pub strategy: String,
+    /// A social connection that signs in through idlink's emulated identity-provider
+    /// page (the tester enters the provider-side identity).
+    #[serde(default)]
+    pub emulated: bool,
+    /// A database connection whose login page offers no sign-up (Auth0's
+    /// `disable_signup`).
+    #[serde(default)]
+    pub disable_signup: bool,
 }
 
 /// An extra client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub name: String,
@@ -227,6 +281,79 @@ pub struct ClientConfig {
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `spa`, `regular_web`, `native` or `non_interactive` (Auth0's `app_type`).
+    pub app_type: Option<String>,
+    /// Allowed callback URLs of `/authorize` (exact match, as Auth0).
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+    /// Allowed `returnTo` URLs of `/v2/logout`.
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
+    /// Origins allowed to call `/oauth/token` and `/userinfo` from a browser (CORS).
+    #[serde(default)]
+    pub web_origins: Vec<String>,
+    /// `none` (public: SPAs, native apps), `client_secret_post` or `client_secret_basic`.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// An API (resource server) of the tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceServerConfig {
+    /// Display name (default: the identifier).
+    pub name: Option<String>,
+    /// The `audience` apps ask tokens for, e.g. `https://api.example.com/`.
+    pub identifier: String,
+    /// Its permissions: `"read:items"` or `{ value = "read:items", description = "…" }`.
+    #[serde(default)]
+    pub scopes: Vec<ScopeConfig>,
+    /// Seconds its access tokens live (default: `tokens.access_token_lifetime`).
+    pub token_lifetime: Option<i64>,
+    /// Only `RS256` (so its tokens verify with the tenant's JWKS).
+    pub signing_alg: Option<String>,
+    /// Whether `offline_access` gets a refresh token for it (Auth0's default: false).
+    #[serde(default)]
+    pub allow_offline_access: bool,
+}
+
+/// One permission of an API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ScopeConfig {
+    Name(String),
+    Described {
+        value: String,
+        #[serde(default)]
+        description: String,
+    },
+}
+
+impl ScopeConfig {
+    /// The scope's value.
+    pub fn value(&self) -> &str {
+        match self {
+            Self::Name(v) | Self::Described { value: v, .. } => v,
+        }
+    }
+
+    /// Its description (empty when none was given).
+    pub fn description(&self) -> &str {
+        match self {
+            Self::Name(_) => "",
+            Self::Described { description, .. } => description,
+        }
+    }
+}
+
+/// Lets a client get an API's scopes by client credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientGrantConfig {
+    pub client_id: String,
+    /// The API's identifier.
+    pub audience: String,
+    #[serde(default)]
+    pub scope: Vec<String>,
 }
 
 impl TenantConfig {

@@ -44,6 +44,8 @@ pub enum Error {
         "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
     )]
     TooManyRequests,
+    #[error("The resource server does not exist.")]
+    ResourceServerNotFound,
     #[error("Not Found")]
     RouteNotFound,
     #[error("Method Not Allowed")]
@@ -111,6 +113,7 @@ impl Error {
             Domain(domain::Error::UserExists) => (StatusCode::CONFLICT, Some("auth0_idp_error")),
             Domain(domain::Error::Inconsistent(_)) => (StatusCode::INTERNAL_SERVER_ERROR, None),
             TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests")),
+            ResourceServerNotFound => (StatusCode::NOT_FOUND, Some("inexistent_resource_server")),
             RouteNotFound => (StatusCode::NOT_FOUND, None),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),

@@ -5,6 +5,7 @@
 //! [`auth`]) → [`domain`] (the rules, pure) → [`store`] (one transaction) → the response,
 //! with every failure an [`error::Error`] mapped to Auth0's error body in one place.
 
+pub mod apps;
 pub mod auth;
 pub mod bootstrap;
 pub mod clock;

@@ -119,6 +119,7 @@ impl Server {
             id_token_lifetime: tokens_config.id_token_lifetime,
         };
         let audience = tenant.api_audience.clone();
+        let apps = crate::apps::Apps::from_config(&config, &audience)?;
 
         if let Some(path) = config.credentials_path() {
             bootstrap::write_credentials(&path, &tenant_state.admin, &public_url, &audience)?;
@@ -144,6 +145,8 @@ impl Server {
             tokens: Tokens::new(tenant, keys, store.clone()).with_clock(clock.clone()),
             store,
             connections: Arc::new(tenant_state.connections),
+            apps: Arc::new(apps),
+            signin: Arc::new(crate::state::SignInSettings::new(&config, &public_url)),
             client_secrets,
             rate_limiter: Arc::new(
                 RateLimiter::with_client_limit(

@@ -16,6 +16,10 @@ pub struct AppState {
     /// The tenant's connections, loaded at start-up (they change only through the
     /// config file, which every instance applies when it starts).
     pub connections: Arc<Vec<Connection>>,
+    /// Sign-in's lifetimes, cookie flags and login-attempt buckets.
+    pub signin: Arc<SignInSettings>,
+    /// Applications' sign-in settings, APIs and client grants (from the config file).
+    pub apps: Arc<crate::apps::Apps>,
     pub client_secrets: ClientSecretCache,
     pub rate_limiter: Arc<RateLimiter>,
     /// The bucket of the routes outside the Management API (tokens, keys, health).
@@ -34,6 +38,36 @@ pub struct AppState {
     /// Emulator mode's state; `None` in plain `serve`, where the control API does not
     /// exist.
     pub emulator: Option<Arc<crate::emulator::Emulator>>,
+}
+
+/// What the sign-in pages and grants need beyond the tenant.
+#[derive(Debug)]
+pub struct SignInSettings {
+    /// Seconds a refresh-token family lives.
+    pub refresh_token_lifetime: i64,
+    /// Seconds a login session lives.
+    pub session_lifetime: i64,
+    /// Cookies carry `Secure` (the server is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// Login attempts per source address and login name (brute force).
+    pub attempts: crate::ratelimit::KeyedBuckets,
+    /// Login attempts per source address, whatever the name (credential stuffing).
+    pub attempts_per_address: crate::ratelimit::KeyedBuckets,
+}
+
+impl SignInSettings {
+    /// From the config, for a server reached at `public_url`.
+    pub fn new(config: &crate::config::Config, public_url: &str) -> Self {
+        use crate::ratelimit::{KeyedBuckets, RateLimit};
+        Self {
+            refresh_token_lifetime: config.tenant.tokens.refresh_token_lifetime,
+            session_lifetime: config.tenant.tokens.session_lifetime,
+            secure_cookies: public_url.starts_with("https://"),
+            // 10 tries, then one every 6 s; Auth0's brute-force protection blocks after 10.
+            attempts: KeyedBuckets::new(RateLimit::new(10, 1.0 / 6.0)),
+            attempts_per_address: KeyedBuckets::new(RateLimit::new(100, 1.0)),
+        }
+    }
 }
 
 impl AppState {

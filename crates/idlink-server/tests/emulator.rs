@@ -134,6 +134,7 @@ async fn plain_serve_has_no_control_api() {
         (Method::POST, "/clock/advance"),
         (Method::PUT, "/faults"),
         (Method::DELETE, "/faults"),
+        (Method::POST, "/tokens"),
     ] {
         let reply = control(&api, method.clone(), path, Some(json!({}))).await;
         assert_eq!(reply.status, 404, "{method} {path}: {}", reply.body);

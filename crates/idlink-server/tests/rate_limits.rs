@@ -21,6 +21,7 @@ fn other_client() -> ClientConfig {
         client_secret: Some(OTHER_SECRET.into()),
         grant_types: vec!["client_credentials".into()],
         scopes: vec!["read:users".into()],
+        ..Default::default()
     }
 }
 

@@ -343,6 +343,7 @@ async fn server_for(file: &str) -> Api {
                 client_secret: None,
                 grant_types: vec!["password".into()],
                 scopes: Vec::new(),
+                ..Default::default()
             });
         })
         .await

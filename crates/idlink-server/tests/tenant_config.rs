@@ -15,10 +15,12 @@ async fn configured_domain_connections_clients_and_lifetimes_take_effect() {
         c.tenant.connections.push(ConnectionConfig {
             name: "corp-users".into(),
             strategy: "auth0".into(),
+            ..Default::default()
         });
         c.tenant.connections.push(ConnectionConfig {
             name: "okta".into(),
             strategy: "okta".into(),
+            ..Default::default()
         });
         c.tenant.clients.push(ClientConfig {
             name: "Single-page app".into(),
@@ -26,6 +28,7 @@ async fn configured_domain_connections_clients_and_lifetimes_take_effect() {
             client_secret: None,
             grant_types: vec!["http://auth0.com/oauth/grant-type/password-realm".into()],
             scopes: vec![],
+            ..Default::default()
         });
     })
     .await;

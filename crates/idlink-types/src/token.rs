@@ -34,6 +34,10 @@ pub struct TokenResponse {
     /// An ID token, when the password grants were asked for scope `openid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// A refresh token, when `offline_access` was granted (authorization code and
+    /// refresh token grants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// A `client_credentials` token request, as the Auth0 SDKs send it.

@@ -244,6 +244,8 @@ impl ServerArgs {
             store: self.db.store_options(),
             tls: None,
             emulator: None,
+            // Plain `serve` emulates only the connections configured as emulated.
+            emulate_identity_providers: false,
         };
         config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSettings::Files { cert, key }),
@@ -329,6 +331,8 @@ async fn emulate(args: EmulateArgs) -> Result<(), String> {
         config.store.sqlite_synchronous = SqliteSynchronous::Normal;
         config.credentials_file = Some(dir.path().join("idlink-credentials.json"));
     }
+    // Every social connection signs in through the emulated identity-provider page.
+    config.emulate_identity_providers = true;
     config.emulator = Some(EmulatorSettings {
         allow_remote_control: args.allow_remote_control,
         seed,

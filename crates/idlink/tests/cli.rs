@@ -185,6 +185,7 @@ async fn exit_codes_tell_usage_api_transport_and_partial_failures_apart() {
             client_secret: Some("reader-secret-0123456789abcdef0123456789".into()),
             grant_types: vec!["client_credentials".into()],
             scopes: vec!["read:users".into()],
+            ..Default::default()
         });
     })
     .await;

@@ -15,6 +15,7 @@ pub const MANAGEMENT_SCOPES: &[&str] = &[
     "read:logs",
     "read:logs_users",
     "read:connections",
+    "read:resource_servers",
 ];
 
 /// Scopes a user's own access token for the Management API may carry.

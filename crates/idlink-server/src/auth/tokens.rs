@@ -15,6 +15,10 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// `iss` of idlink's internal tokens (never the tenant's issuer, so no such token can
+/// pass for an access, ID or `link_with` token).
+const INTERNAL_ISSUER: &str = "urn:idlink:internal";
+
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
 
@@ -101,6 +105,24 @@ pub struct IdClaims {
     pub nickname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// The `nonce` of the `/authorize` request, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of SHA-256 of the access token issued with it, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// Unix seconds of the sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The login session's id (OIDC `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The claims a `link_with` token must carry; each is checked with its own message.
@@ -222,16 +244,37 @@ impl Tokens {
         azp: &str,
         gty: &str,
     ) -> Result<String> {
+        self.issue_access_for(
+            sub,
+            aud,
+            scope,
+            Some(azp),
+            Some(gty),
+            self.tenant.access_token_lifetime,
+        )
+    }
+
+    /// Issues an access token living `lifetime` seconds (an API's own lifetime).
+    /// `gty` is left out for interactive sign-ins, as Auth0 does.
+    pub fn issue_access_for(
+        &self,
+        sub: &str,
+        aud: Audience,
+        scope: &str,
+        azp: Option<&str>,
+        gty: Option<&str>,
+        lifetime: i64,
+    ) -> Result<String> {
         let now = self.clock.unix_now();
         self.sign(&AccessClaims {
             iss: self.tenant.issuer.clone(),
             sub: sub.to_owned(),
             aud,
             iat: now,
-            exp: now + self.tenant.access_token_lifetime,
-            azp: Some(azp.to_owned()),
+            exp: now + lifetime,
+            azp: azp.map(str::to_owned),
             scope: scope.to_owned(),
-            gty: Some(gty.to_owned()),
+            gty: gty.map(str::to_owned),
         })
     }
 
@@ -244,6 +287,72 @@ impl Tokens {
             exp: now + self.tenant.id_token_lifetime,
             ..claims
         })
+    }
+
+    /// Signs an idlink-internal token (a login transaction): not an access or ID
+    /// token, so its `iss` is not the tenant's and its `aud` is `purpose`.
+    pub fn sign_internal<T: Serialize>(
+        &self,
+        purpose: &str,
+        lifetime: i64,
+        body: &T,
+    ) -> Result<String> {
+        let now = self.clock.unix_now();
+        let mut claims = serde_json::to_value(body).map_err(Error::internal)?;
+        claims["iss"] = serde_json::json!(INTERNAL_ISSUER);
+        claims["aud"] = serde_json::json!(purpose);
+        claims["exp"] = serde_json::json!(now + lifetime);
+        self.sign(&claims)
+    }
+
+    /// Verifies a token of [`sign_internal`](Self::sign_internal) for `purpose`.
+    pub async fn verify_internal<T: serde::de::DeserializeOwned>(
+        &self,
+        purpose: &str,
+        token: &str,
+    ) -> Option<T> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::RS256 {
+            return None;
+        }
+        let key = self
+            .keys
+            .verifying(self.store.as_ref(), &header.kid?)
+            .await
+            .ok()??;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[INTERNAL_ISSUER]);
+        validation.set_audience(&[purpose]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        jsonwebtoken::decode::<T>(token, &key, &validation)
+            .ok()
+            .map(|d| d.claims)
+    }
+
+    /// Verifies a user's access token for `/userinfo`: as [`verify_access`](Self::verify_access),
+    /// but its `aud` must name `audience`.
+    pub async fn verify_for_audience(&self, token: &str, audience: &str) -> Result<AccessClaims> {
+        let invalid = || Error::InvalidToken("Invalid token.");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        if header.alg != Algorithm::RS256 {
+            return Err(invalid());
+        }
+        let kid = header.kid.ok_or_else(invalid)?;
+        let key = self
+            .keys
+            .verifying(self.store.as_ref(), &kid)
+            .await?
+            .ok_or_else(invalid)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.tenant.issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| invalid())
     }
 
     /// Verifies a Management API bearer token: RS256 only, a known `kid`, a valid

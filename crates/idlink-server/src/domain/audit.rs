@@ -14,6 +14,10 @@ pub enum Outcome {
     Success,
     /// `fapi`: Failed API Operation.
     Failure,
+    /// `s`: Success Login.
+    Login,
+    /// `f`: Failed Login.
+    FailedLogin,
 }
 
 impl Outcome {
@@ -22,15 +26,18 @@ impl Outcome {
         match self {
             Self::Success => "sapi",
             Self::Failure => "fapi",
+            Self::Login => "s",
+            Self::FailedLogin => "f",
         }
     }
 
     /// The outcome of a stored type code.
     pub fn from_code(code: &str) -> Self {
-        if code == "sapi" {
-            Self::Success
-        } else {
-            Self::Failure
+        match code {
+            "sapi" => Self::Success,
+            "s" => Self::Login,
+            "f" => Self::FailedLogin,
+            _ => Self::Failure,
         }
     }
 }
@@ -238,6 +245,42 @@ impl LogEvent {
             None,
             date,
         )
+    }
+
+    /// A sign-in through the login pages (`s`) or a refused one (`f`, with `error`),
+    /// in Auth0's shape: `connection`, `client_id`, the user, and for a failure the
+    /// reason in `description`.
+    pub fn login(
+        client_id: &str,
+        connection: &str,
+        user_id: Option<&str>,
+        user_name: &str,
+        error: Option<&str>,
+        date: &str,
+    ) -> Self {
+        let (outcome, description) = match error {
+            None => (Outcome::Login, "Successful login".to_owned()),
+            Some(message) => (Outcome::FailedLogin, truncate(message, MAX_DETAIL_STRING)),
+        };
+        let mut details = json!({
+            "connection": connection,
+            "user_name": user_name,
+            "client_id": client_id,
+        });
+        if let Some(message) = error {
+            details["error"] = json!({"message": message});
+        }
+        bound_details(&mut details);
+        LogEvent {
+            log_id: log_id(),
+            date: date.to_owned(),
+            outcome,
+            description,
+            client_id: Some(clip(client_id)),
+            user_id: user_id.map(clip),
+            secondary_user_id: None,
+            details,
+        }
     }
 
     /// Marks the event of an unlink that changed nothing because the identity is not on

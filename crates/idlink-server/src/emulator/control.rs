@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/faults",
             get(get_faults).put(put_faults).delete(delete_faults),
         )
+        // Tokens for a user without a browser sign-in (`POST /idlink/v1/tokens`).
+        .merge(crate::http::authn::shortcut::router())
         .layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(state, guard))
 }

@@ -46,7 +46,7 @@ fn respond(paging: Paging, events: Vec<LogEvent>, total: u64) -> Response {
         ("page" = Option<u64>, Query, description = "Page number, from 0"),
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{start, limit, length, total, …}`"),
-        ("q" = Option<String>, Query, description = "`user_id:…` and/or `type:sapi|fapi`, joined by `AND`"),
+        ("q" = Option<String>, Query, description = "`user_id:…` and/or `type:sapi|fapi|s|f`, joined by `AND`"),
         ("sort" = Option<super::openapi::LogSort>, Query, description = "`date:1` (oldest first) or `date:-1` (default)"),
     ),
     responses((status = 200, description = "Log events", body = super::openapi::LogsResponse), super::openapi::ApiErrors),
@@ -69,12 +69,12 @@ pub(super) async fn list(
     for (field, value) in parse_terms(params.get("q").map(String::as_str).unwrap_or(""))? {
         match field.as_str() {
             "user_id" => query.user_id = Some(value),
-            "type" if value == "sapi" || value == "fapi" => {
+            "type" if ["sapi", "fapi", "s", "f"].contains(&value.as_str()) => {
                 query.outcome = Some(Outcome::from_code(&value));
             }
             _ => {
                 return Err(Error::InvalidQuery(format!(
-                    "Query validation error: unsupported search term '{field}:{value}' (use user_id or type:sapi|fapi)."
+                    "Query validation error: unsupported search term '{field}:{value}' (use user_id or type:sapi|fapi|s|f)."
                 )));
             }
         }

@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, merged here into one router.
 
+pub mod authn;
 mod connections;
 mod content_type;
 pub mod extract;
@@ -11,6 +12,7 @@ mod logs;
 mod oauth;
 pub mod openapi;
 mod paging;
+mod resource_servers;
 mod users;
 mod well_known;
 
@@ -32,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(identities::router())
         .merge(connections::router())
         .merge(logs::router())
+        .merge(resource_servers::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -56,6 +59,7 @@ pub fn app(state: AppState) -> Router {
     let authentication = Router::new()
         .merge(oauth::router())
         .merge(well_known::router())
+        .merge(authn::router())
         .route("/health", get(health))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -78,6 +82,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             faults::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::cors::middleware,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,4 +1,5 @@
-//! `POST /oauth/token`: client credentials and the password grants. Errors use the
+//! `POST /oauth/token`: client credentials, the password grants, and sign-in's
+//! authorization code (PKCE) and refresh token (rotation) grants. Errors use the
 //! OAuth shape `{"error", "error_description"}`, not the Management API's.
 
 use axum::extract::State;
@@ -17,11 +18,15 @@ use serde_json::{Map, Value};
 use super::extract::{RawBody, parse_payload};
 use crate::auth::scopes::{OIDC_SCOPES, USER_SCOPES};
 use crate::auth::secrets;
+use crate::auth::signin::{
+    self, CodeGrant, Grant, MintError, MintRequest, UserTokens, mint_user_tokens,
+};
 use crate::auth::tokens::{Audience, IdClaims};
 use crate::error::Error;
 use crate::ratelimit::{self, Decision, SourceIp};
 use crate::state::AppState;
 use crate::store::ClientRecord;
+use crate::store::Rotation;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/token", post(token))
@@ -159,6 +164,26 @@ async fn authenticate_client(
     params: &Params,
     headers: &HeaderMap,
 ) -> OAuthResult<ClientRecord> {
+    authenticate(state, params, headers, false).await
+}
+
+/// Authenticates the client of a user grant (authorization code, refresh token): an
+/// application whose `token_endpoint_auth_method` is `none` (SPA, native) needs no
+/// secret — PKCE or the refresh token is its proof.
+async fn authenticate_public(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> OAuthResult<ClientRecord> {
+    authenticate(state, params, headers, true).await
+}
+
+async fn authenticate(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    allow_public: bool,
+) -> OAuthResult<ClientRecord> {
     let (client_id, secret) = match basic_credentials(headers) {
         Some((id, secret)) => (id, Some(secret)),
         None => (
@@ -187,6 +212,9 @@ async fn authenticate_client(
             }
         }
         (Some(client), None) if client.secret_hash.is_none() => Ok(client),
+        (Some(client), None) if allow_public && state.apps.app(&client.client_id).is_public() => {
+            Ok(client)
+        }
         (Some(_), None) => Err(OAuthError::new(
             StatusCode::UNAUTHORIZED,
             "access_denied",
@@ -253,12 +281,143 @@ pub(super) async fn token(
     match grant.as_str() {
         GRANT_CLIENT_CREDENTIALS => client_credentials(&state, &params, &headers).await,
         GRANT_PASSWORD | GRANT_PASSWORD_REALM => password(&state, &params, &headers, &grant).await,
+        GRANT_AUTHORIZATION_CODE => authorization_code(&state, &params, &headers).await,
+        GRANT_REFRESH_TOKEN => refresh_token(&state, &params, &headers).await,
         other => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             format!("Unsupported grant type: {other}"),
         )),
     }
+}
+
+const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(StatusCode::FORBIDDEN, "invalid_grant", description)
+}
+
+impl From<MintError> for OAuthError {
+    fn from(err: MintError) -> Self {
+        match err {
+            MintError::UnknownUser => invalid_grant("The user does not exist."),
+            MintError::Blocked => {
+                OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized", "user is blocked")
+            }
+            MintError::UnknownAudience(audience) => service_not_enabled(&audience),
+            MintError::UnknownClient => OAuthError::unauthorized_client(),
+            MintError::Internal(err) => err.into(),
+        }
+    }
+}
+
+fn user_tokens_response(tokens: UserTokens) -> Response {
+    token_response(TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer".into(),
+        expires_in: tokens.expires_in.unsigned_abs(),
+        scope: Some(tokens.scope),
+        id_token: tokens.id_token,
+        refresh_token: tokens.refresh_token,
+    })
+}
+
+/// Exchanges an authorization code of `/authorize`: single use (the code is gone from
+/// the store once presented, whatever follows), unexpired, issued to this client for
+/// this redirect URI, and proven with the PKCE verifier when it had a challenge.
+async fn authorization_code(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> OAuthResult<Response> {
+    let client = authenticate_public(state, params, headers).await?;
+    require_grant(&client, GRANT_AUTHORIZATION_CODE)?;
+    let code = params.required("code")?;
+    let invalid_code = || invalid_grant("Invalid authorization code");
+    let stored = state
+        .store
+        .take_code(&signin::digest(code))
+        .await?
+        .ok_or_else(invalid_code)?;
+    if stored.client_id != client.client_id || stored.expires_at <= state.clock.unix_now() {
+        return Err(invalid_code());
+    }
+    let grant: CodeGrant = serde_json::from_str(&stored.payload).map_err(Error::internal)?;
+    if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "The redirect_uri MUST match the registered callback URL for this application.",
+        ));
+    }
+    if let Some(challenge) = &grant.code_challenge {
+        let method = grant.code_challenge_method.as_deref().unwrap_or("plain");
+        let verified = params
+            .get("code_verifier")
+            .is_some_and(|v| signin::verify_pkce(challenge, method, v));
+        if !verified {
+            return Err(invalid_grant("Failed to verify code verifier"));
+        }
+    }
+    let g = grant.grant;
+    let tokens = mint_user_tokens(
+        state,
+        &MintRequest {
+            user_id: g.user_id,
+            client_id: client.client_id,
+            audience: g.audience,
+            scope: g.scope,
+            nonce: g.nonce,
+            auth_time: Some(g.auth_time),
+            sid: g.sid,
+            refresh: true,
+        },
+    )
+    .await?;
+    Ok(user_tokens_response(tokens))
+}
+
+/// Rotates a refresh token: the presented one is used up and a new one returned; a
+/// token presented again after its rotation revokes its whole family (reuse detection),
+/// so a stolen token stops working for the thief and the victim alike.
+async fn refresh_token(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> OAuthResult<Response> {
+    let client = authenticate_public(state, params, headers).await?;
+    require_grant(&client, GRANT_REFRESH_TOKEN)?;
+    let presented = params.required("refresh_token")?;
+    let invalid = || invalid_grant("Unknown or invalid refresh token.");
+    let next = signin::random_token();
+    let rotation = state
+        .store
+        .rotate_refresh_token(
+            &signin::digest(presented),
+            &signin::digest(&next),
+            state.clock.unix_now(),
+        )
+        .await?;
+    let old = match rotation {
+        Rotation::Rotated(old) if old.client_id == client.client_id => old,
+        Rotation::Rotated(_) | Rotation::Reused | Rotation::Unknown => return Err(invalid()),
+    };
+    let grant: Grant = serde_json::from_str(&old.payload).map_err(Error::internal)?;
+    let mut tokens = mint_user_tokens(
+        state,
+        &MintRequest {
+            user_id: grant.user_id,
+            client_id: client.client_id,
+            audience: grant.audience,
+            scope: grant.scope,
+            nonce: None,
+            auth_time: Some(grant.auth_time),
+            sid: grant.sid,
+            refresh: false,
+        },
+    )
+    .await?;
+    tokens.refresh_token = Some(next);
+    Ok(user_tokens_response(tokens))
 }
 
 fn service_not_enabled(audience: &str) -> OAuthError {
@@ -287,15 +446,30 @@ async fn client_credentials(
             "No audience parameter was provided, and no default audience has been configured",
         )
     })?;
-    if !tenant.is_api_audience(audience) {
+    // The Management API's scopes are the client's own; an API of the config file's
+    // are what its client grant allows.
+    let (allowed, lifetime): (Vec<String>, i64) = if tenant.is_api_audience(audience) {
+        (client.scopes.clone(), tenant.access_token_lifetime)
+    } else if let Some(rs) = state.apps.resource_server(audience) {
+        let grant = state.apps.grant(&client.client_id, audience).ok_or_else(|| {
+            OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                format!(
+                    "Client is not authorized to access \"{audience}\". You need to create a \"client-grant\" associated to this API. See: https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants"
+                ),
+            )
+        })?;
+        (grant.scope.clone(), rs.token_lifetime)
+    } else {
         return Err(service_not_enabled(audience));
-    }
+    };
     let scope = match params.get("scope") {
-        None => client.scopes.join(" "),
+        None => allowed.join(" "),
         Some(requested) => {
             let missing: Vec<&str> = requested
                 .split_whitespace()
-                .filter(|s| !client.scopes.iter().any(|g| g == s))
+                .filter(|s| !allowed.iter().any(|g| g == s))
                 .collect();
             if !missing.is_empty() {
                 return Err(OAuthError::new(
@@ -307,19 +481,21 @@ async fn client_credentials(
             requested.split_whitespace().collect::<Vec<_>>().join(" ")
         }
     };
-    let access_token = state.tokens.issue_access(
+    let access_token = state.tokens.issue_access_for(
         &format!("{}@clients", client.client_id),
         Audience::One(audience.to_owned()),
         &scope,
-        &client.client_id,
-        "client-credentials",
+        Some(&client.client_id),
+        Some("client-credentials"),
+        lifetime,
     )?;
     Ok(token_response(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
-        expires_in: tenant.access_token_lifetime.unsigned_abs(),
+        expires_in: lifetime.unsigned_abs(),
         scope: Some(scope),
         id_token: None,
+        refresh_token: None,
     }))
 }
 
@@ -427,5 +603,6 @@ async fn password(
         expires_in: tenant.access_token_lifetime.unsigned_abs(),
         scope: Some(scope),
         id_token,
+        refresh_token: None,
     }))
 }

@@ -47,6 +47,8 @@ use crate::state::AppState;
         super::connections::read,
         super::logs::list,
         super::logs::user_logs,
+        super::resource_servers::list,
+        super::resource_servers::read,
         super::oauth::token,
         super::well_known::jwks,
         super::well_known::openid_configuration,
@@ -74,6 +76,8 @@ use crate::state::AppState;
         super::connections::ConnectionBody,
         ConnectionsPage,
         ConnectionsResponse,
+        super::resource_servers::ResourceServerBody,
+        super::resource_servers::ScopeBody,
     )),
     modifiers(&BearerAuth, &FieldsLeaveKeysOut),
     tags(
@@ -81,6 +85,7 @@ use crate::state::AppState;
         (name = "identities", description = "Linking and unlinking identities"),
         (name = "connections", description = "The tenant's connections (read-only)"),
         (name = "logs", description = "The audit trail"),
+        (name = "resource-servers", description = "The tenant's APIs (read-only)"),
         (name = "oauth", description = "Tokens"),
         (name = "meta", description = "Keys, discovery, health and this document"),
     )

@@ -39,14 +39,20 @@ pub(super) async fn openid_configuration(State(state): State<AppState>) -> Json<
     let base = &state.public_url;
     Json(json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "end_session_endpoint": format!("{base}/v2/logout"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM],
-        "response_types_supported": ["token", "id_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORD, GRANT_PASSWORD_REALM],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post", "web_message"],
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "prompt_values_supported": ["none", "login"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
         "scopes_supported": OIDC_SCOPES,
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "email_verified", "name", "nickname", "picture"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "email_verified", "name", "nickname", "picture", "given_name", "family_name", "updated_at"],
     }))
 }

@@ -4,6 +4,7 @@
 
 mod core;
 mod filters;
+pub mod grants;
 pub mod postgres;
 mod rows;
 mod search_sql;
@@ -20,6 +21,7 @@ use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
+pub use grants::{Rotation, StoredCode, StoredRefresh, StoredSession};
 
 /// An RS256 signing key as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -210,6 +212,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()>;
     /// Deletes every user and identity in one transaction, writing `audit` in it.
     async fn delete_all_users(&self, audit: &LogEvent) -> Result<()>;
+    /// Stores an authorization code (and drops the expired ones, so they stay bounded).
+    async fn put_code(&self, code: &StoredCode, now: i64) -> Result<()>;
+    /// Removes and returns a code: a second call for the same code finds nothing.
+    async fn take_code(&self, hash: &str) -> Result<Option<StoredCode>>;
+    /// Stores the first refresh token of a family (and drops expired ones).
+    async fn put_refresh_token(&self, token: &StoredRefresh, now: i64) -> Result<()>;
+    /// Presents the refresh token `hash`: if current, it is marked used and `next_hash`
+    /// joins its family with the same grant and expiry; if used or revoked before, the
+    /// whole family is revoked (reuse detection).
+    async fn rotate_refresh_token(&self, hash: &str, next_hash: &str, now: i64)
+    -> Result<Rotation>;
+    /// Stores a login session (and drops expired ones).
+    async fn put_session(&self, session: &StoredSession, now: i64) -> Result<()>;
+    /// The unexpired session `hash`.
+    async fn session(&self, hash: &str, now: i64) -> Result<Option<StoredSession>>;
+    /// Ends a session (logout).
+    async fn delete_session(&self, hash: &str) -> Result<()>;
+    /// Who signs in with the identity `key` (its owner: a primary when it is linked), and
+    /// whether that sign-in is blocked (the owner is, or the identity's own user was
+    /// blocked when it was linked).
+    async fn identity_login(&self, key: &IdentityKey) -> Result<Option<(String, bool)>>;
 
     /// Records an event on its own (a failed attempt: there is no change to join).
     async fn record_log(&self, event: &LogEvent) -> Result<()>;

@@ -29,6 +29,7 @@ use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
 use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
+use super::grants::{self, Rotation, StoredCode, StoredRefresh, StoredSession};
 use super::rows::{
     self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
     IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
@@ -500,6 +501,20 @@ async fn create_user_once(
     Ok(())
 }
 
+async fn insert_refresh(conn: &mut PgConnection, token: &StoredRefresh) -> Result<u64, Attempt> {
+    execute(
+        conn,
+        sqlx::query(numbered(grants::INSERT_REFRESH))
+            .bind(&token.hash)
+            .bind(&token.family_id)
+            .bind(&token.client_id)
+            .bind(&token.user_id)
+            .bind(&token.payload)
+            .bind(token.expires_at),
+    )
+    .await
+}
+
 async fn execute(
     conn: &mut PgConnection,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
@@ -801,6 +816,156 @@ impl Store for PgStore {
         transaction!(self, OnUnique::Internal, |conn| async move {
             core::delete_all_users(&mut PgTx(conn), audit).await
         })
+    }
+
+    async fn put_code(&self, code: &StoredCode, now: i64) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| async {
+            execute(conn, sqlx::query(numbered(grants::PURGE_CODES)).bind(now)).await?;
+            execute(
+                conn,
+                sqlx::query(numbered(grants::INSERT_CODE))
+                    .bind(&code.hash)
+                    .bind(&code.client_id)
+                    .bind(&code.payload)
+                    .bind(code.expires_at),
+            )
+            .await
+        })?;
+        Ok(())
+    }
+
+    async fn take_code(&self, hash: &str) -> Result<Option<StoredCode>> {
+        let row: Option<(String, String, i64)> =
+            transaction!(self, OnUnique::Internal, |conn| async {
+                Ok::<_, Attempt>(
+                    sqlx::query_as(numbered(grants::TAKE_CODE))
+                        .bind(hash)
+                        .fetch_optional(&mut *conn)
+                        .await?,
+                )
+            })?;
+        Ok(row.map(|(client_id, payload, expires_at)| StoredCode {
+            hash: hash.to_owned(),
+            client_id,
+            payload,
+            expires_at,
+        }))
+    }
+
+    async fn put_refresh_token(&self, token: &StoredRefresh, now: i64) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| async {
+            execute(conn, sqlx::query(numbered(grants::PURGE_REFRESH)).bind(now)).await?;
+            insert_refresh(conn, token).await
+        })?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        next_hash: &str,
+        now: i64,
+    ) -> Result<Rotation> {
+        transaction!(self, OnUnique::Internal, |conn| async {
+            // The row lock of the UPDATE makes a concurrent presentation wait, then
+            // find the token used: it is a reuse.
+            let claimed: Option<(String, String, String, String, i64)> =
+                sqlx::query_as(numbered(grants::CLAIM_REFRESH))
+                    .bind(now)
+                    .bind(hash)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some((family_id, client_id, user_id, payload, expires_at)) = claimed {
+                let old = StoredRefresh {
+                    hash: hash.to_owned(),
+                    family_id,
+                    client_id,
+                    user_id,
+                    payload,
+                    expires_at,
+                };
+                let next = StoredRefresh {
+                    hash: next_hash.to_owned(),
+                    ..old.clone()
+                };
+                insert_refresh(conn, &next).await?;
+                return Ok::<_, Attempt>(Rotation::Rotated(old));
+            }
+            let found: Option<(String, i64)> = sqlx::query_as(numbered(grants::FIND_REFRESH))
+                .bind(hash)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match found {
+                Some((family, expires_at)) if expires_at > now => {
+                    execute(
+                        conn,
+                        sqlx::query(numbered(grants::REVOKE_FAMILY))
+                            .bind(now)
+                            .bind(family),
+                    )
+                    .await?;
+                    Ok(Rotation::Reused)
+                }
+                _ => Ok(Rotation::Unknown),
+            }
+        })
+    }
+
+    async fn put_session(&self, session: &StoredSession, now: i64) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| async {
+            execute(
+                conn,
+                sqlx::query(numbered(grants::PURGE_SESSIONS)).bind(now),
+            )
+            .await?;
+            execute(
+                conn,
+                sqlx::query(numbered(grants::INSERT_SESSION))
+                    .bind(&session.hash)
+                    .bind(&session.user_id)
+                    .bind(session.auth_time)
+                    .bind(session.expires_at),
+            )
+            .await
+        })?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str, now: i64) -> Result<Option<StoredSession>> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(numbered(grants::FIND_SESSION))
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(user_id, auth_time, expires_at)| StoredSession {
+            hash: hash.to_owned(),
+            user_id,
+            auth_time,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<()> {
+        transaction!(self, OnUnique::Internal, |conn| execute(
+            conn,
+            sqlx::query(numbered(grants::DELETE_SESSION)).bind(hash)
+        ))?;
+        Ok(())
+    }
+
+    async fn identity_login(&self, key: &IdentityKey) -> Result<Option<(String, bool)>> {
+        let row: Option<(String, bool, Option<String>)> =
+            sqlx::query_as(numbered(grants::IDENTITY_OWNER))
+                .bind(&key.provider)
+                .bind(&key.user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(owner, blocked, link_state)| {
+            let linked_blocked = rows::link_state_of(link_state.as_deref())?.blocked;
+            Ok((owner, blocked || linked_blocked))
+        })
+        .transpose()
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {

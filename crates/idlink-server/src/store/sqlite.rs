@@ -19,6 +19,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
+use super::grants::{self, Rotation, StoredCode, StoredRefresh, StoredSession};
 use super::rows::{
     self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
     IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, UserRow,
@@ -278,6 +279,19 @@ fn drive<T>(
     flow: impl AsyncFnOnce(&mut RusqliteTx<'_>) -> core::Outcome<T, RusqliteTx<'static>>,
 ) -> std::result::Result<T, Failure<rusqlite::Error>> {
     futures_executor::block_on(flow(&mut RusqliteTx(conn)))
+}
+
+fn insert_refresh(conn: &rusqlite::Connection, token: &StoredRefresh) -> rusqlite::Result<()> {
+    conn.prepare_cached(grants::INSERT_REFRESH)?
+        .execute(params![
+            token.hash,
+            token.family_id,
+            token.client_id,
+            token.user_id,
+            token.payload,
+            token.expires_at
+        ])?;
+    Ok(())
 }
 
 fn internal(err: rusqlite::Error) -> Error {
@@ -668,6 +682,175 @@ impl Store for SqliteStore {
                     .map_err(|failure| settle(failure, Error::internal("duplicate log id")))
             })
             .await
+    }
+
+    async fn put_code(&self, code: &StoredCode, now: i64) -> Result<()> {
+        let code = code.clone();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(grants::PURGE_CODES)
+                    .and_then(|mut s| s.execute([now]))
+                    .map_err(internal)?;
+                conn.prepare_cached(grants::INSERT_CODE)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            code.hash,
+                            code.client_id,
+                            code.payload,
+                            code.expires_at
+                        ])
+                    })
+                    .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn take_code(&self, hash: &str) -> Result<Option<StoredCode>> {
+        let hash = hash.to_owned();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(grants::TAKE_CODE)
+                    .and_then(|mut s| {
+                        s.query_row([&hash], |row| {
+                            Ok(StoredCode {
+                                hash: hash.clone(),
+                                client_id: row.get(0)?,
+                                payload: row.get(1)?,
+                                expires_at: row.get(2)?,
+                            })
+                        })
+                        .optional()
+                    })
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn put_refresh_token(&self, token: &StoredRefresh, now: i64) -> Result<()> {
+        let token = token.clone();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(grants::PURGE_REFRESH)
+                    .and_then(|mut s| s.execute([now]))
+                    .map_err(internal)?;
+                insert_refresh(conn, &token).map_err(internal)
+            })
+            .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        next_hash: &str,
+        now: i64,
+    ) -> Result<Rotation> {
+        let (hash, next_hash) = (hash.to_owned(), next_hash.to_owned());
+        self.writer
+            .run(move |conn| {
+                let claimed = conn
+                    .prepare_cached(grants::CLAIM_REFRESH)
+                    .and_then(|mut s| {
+                        s.query_row(params![now, hash, now], |row| {
+                            Ok(StoredRefresh {
+                                hash: hash.clone(),
+                                family_id: row.get(0)?,
+                                client_id: row.get(1)?,
+                                user_id: row.get(2)?,
+                                payload: row.get(3)?,
+                                expires_at: row.get(4)?,
+                            })
+                        })
+                        .optional()
+                    })
+                    .map_err(internal)?;
+                if let Some(old) = claimed {
+                    let next = StoredRefresh {
+                        hash: next_hash,
+                        ..old.clone()
+                    };
+                    insert_refresh(conn, &next).map_err(internal)?;
+                    return Ok(Rotation::Rotated(old));
+                }
+                let found: Option<(String, i64)> = conn
+                    .prepare_cached(grants::FIND_REFRESH)
+                    .and_then(|mut s| {
+                        s.query_row([&hash], |row| Ok((row.get(0)?, row.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(internal)?;
+                match found {
+                    Some((family, expires_at)) if expires_at > now => {
+                        conn.prepare_cached(grants::REVOKE_FAMILY)
+                            .and_then(|mut s| s.execute(params![now, family]))
+                            .map_err(internal)?;
+                        Ok(Rotation::Reused)
+                    }
+                    _ => Ok(Rotation::Unknown),
+                }
+            })
+            .await
+    }
+
+    async fn put_session(&self, session: &StoredSession, now: i64) -> Result<()> {
+        let session = session.clone();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(grants::PURGE_SESSIONS)
+                    .and_then(|mut s| s.execute([now]))
+                    .map_err(internal)?;
+                conn.prepare_cached(grants::INSERT_SESSION)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            session.hash,
+                            session.user_id,
+                            session.auth_time,
+                            session.expires_at
+                        ])
+                    })
+                    .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn session(&self, hash: &str, now: i64) -> Result<Option<StoredSession>> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(grants::FIND_SESSION)
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|(user_id, auth_time, expires_at)| StoredSession {
+            hash: hash.to_owned(),
+            user_id,
+            auth_time,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<()> {
+        let hash = hash.to_owned();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(grants::DELETE_SESSION)
+                    .and_then(|mut s| s.execute([&hash]))
+                    .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn identity_login(&self, key: &IdentityKey) -> Result<Option<(String, bool)>> {
+        let row: Option<(String, bool, Option<String>)> = sqlx::query_as(grants::IDENTITY_OWNER)
+            .bind(&key.provider)
+            .bind(&key.user_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|(owner, blocked, link_state)| {
+            let linked_blocked = rows::link_state_of(link_state.as_deref())?.blocked;
+            Ok((owner, blocked || linked_blocked))
+        })
+        .transpose()
     }
 
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
