@@ -126,6 +126,7 @@ impl Server {
             )),
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
+            jobs: Arc::new(crate::jobs::JobsState::new(config.tenant.job_settings()?)),
         };
         Ok(Self {
             listener,
@@ -177,6 +178,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let _key_refresh = KeyRefresh::spawn(&self.state, self.key_refresh);
+        // Import and export jobs run while the server does (stopped, and the running
+        // job handed back, when serving ends).
+        let _jobs = crate::jobs::runner::Runner::spawn(&self.state);
         let app = crate::http::app(self.state);
         match &self.tls {
             Some(tls) => {

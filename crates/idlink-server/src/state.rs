@@ -26,6 +26,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).
     pub request_timeout: std::time::Duration,
+    /// The jobs API: settings, this instance's runner name, the download-link key.
+    pub jobs: Arc<crate::jobs::JobsState>,
 }
 
 impl AppState {

@@ -170,6 +170,14 @@ fn dummy() -> &'static str {
 /// Checks `secret` against an argon2 PHC string. With `None` it checks against a fixed
 /// dummy hash and fails, so that an unknown user costs the same time as a wrong password.
 pub async fn verify(secret: String, phc: Option<String>) -> Result<bool> {
+    // bcrypt hashes arrive with imported users (Auth0's bulk-import format) and keep
+    // working as they are.
+    if let Some(hash) = phc.as_deref().filter(|h| h.starts_with("$2")) {
+        let hash = hash.to_owned();
+        return tokio::task::spawn_blocking(move || bcrypt::verify(secret, &hash).unwrap_or(false))
+            .await
+            .map_err(Error::internal);
+    }
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| dummy().to_owned());
     let Some(stored) = Stored::parse(&phc) else {

@@ -5,6 +5,7 @@ mod content_type;
 pub mod extract;
 mod fields;
 mod identities;
+mod jobs;
 pub mod limits;
 mod logs;
 mod oauth;
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(identities::router())
         .merge(connections::router())
         .merge(logs::router())
+        .merge(jobs::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -49,6 +51,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", management)
         .merge(authentication)
+        .merge(jobs::files_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -17,6 +17,9 @@ use crate::error::Error;
 
 use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column};
 
+/// The jobs API's flows (imports, exports), over the same [`Tx`].
+pub mod jobs;
+
 /// A statement parameter, owned so that a backend may hold statements back and send
 /// several in one round trip.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,17 @@ pub enum Param {
     Text(Option<String>),
     Int(i64),
     Bool(bool),
+    /// Binary data (a job's file chunk).
+    Bytes(Vec<u8>),
+}
+
+/// One column of a row read with [`Tx::fetch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Param {
@@ -106,6 +120,23 @@ pub trait Tx: Send {
         sql: &'static str,
         params: Vec<Param>,
     ) -> impl Future<Output = Result<(), Self::DbError>> + Send;
+
+    /// Runs a write statement at once and answers how many rows it changed.
+    fn execute_count(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> impl Future<Output = Result<u64, Self::DbError>> + Send;
+
+    /// Runs a query (`?` placeholders); every row as its columns, in order.
+    fn fetch(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> impl Future<Output = Result<Vec<Vec<Cell>>, Self::DbError>> + Send;
+
+    /// Whether `err` is a unique (or primary key) violation.
+    fn is_unique_violation(err: &Self::DbError) -> bool;
 
     /// Sends the statements held back, if any.
     fn flush(&mut self) -> impl Future<Output = Result<(), Self::DbError>> + Send;
