@@ -138,6 +138,17 @@ impl ManagementClient {
         LogsClient::new(self)
     }
 
+    /// The jobs endpoints (`/jobs/users-imports`, `/jobs/users-exports`, `/jobs/{id}`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: idlink_client::ManagementClient) -> idlink_client::Result<()> {
+    /// let job = client.jobs().get("job_0000000000000001", None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn jobs(&self) -> crate::JobsClient<'_> {
+        crate::JobsClient::new(self)
+    }
+
     /// The base URL every path is appended to, e.g. `https://tenant.auth0.com/api/v2`.
     ///
     /// ```

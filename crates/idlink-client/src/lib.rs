@@ -87,6 +87,7 @@
 
 mod client;
 mod error;
+mod jobs;
 mod logs;
 mod options;
 mod request;
@@ -99,6 +100,10 @@ pub use client::{
     DEFAULT_TIMEOUT, ManagementClient, ManagementClientBuilder, VERSION, encode_path_segment,
 };
 pub use error::{ApiError, DecodeError, Error, RateLimit, Result};
+pub use jobs::{
+    ExportField, ExportUsersParameters, ImportUsersParameters, Job, JobError, JobSummary,
+    JobsClient,
+};
 pub use logs::{ListLogsRequestParameters, LogsClient};
 pub use options::RequestOptions;
 pub use request::{ApiRequest, RawResponse, WithRawResponse, WithRawResponseRequest};

@@ -347,7 +347,7 @@ impl<T: DeserializeOwned + Send + 'static> ApiRequest<T> {
     }
 }
 
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     raw_response: RawResponse,
 ) -> Result<WithRawResponse<T>> {

@@ -91,6 +91,8 @@ impl Default for Config {
 /// header_read_timeout = 5          # seconds to send a whole request head
 /// idle_timeout = 60                # seconds a keep-alive connection may sit unused
 /// max_connections = 1024           # connections served at once (more wait unaccepted)
+/// max_import_bytes = 1073741824    # largest jobs/users-imports file (413 beyond; 1 GiB)
+/// job_lease = 30                   # seconds a dead runner's job waits to be taken over
 ///
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
@@ -168,9 +170,36 @@ pub struct TenantConfig {
     /// `docs/merge-policies.md`.
     #[serde(default)]
     pub linking: crate::domain::linking::LinkingPolicy,
+    /// Largest import file of `POST /api/v2/jobs/users-imports` (default 1 GiB).
+    pub max_import_bytes: Option<u64>,
+    /// Seconds a runner's claim on a job lasts unrenewed (default 30): how soon a job
+    /// whose instance died is resumed by another.
+    pub job_lease: Option<f64>,
 }
 
 impl TenantConfig {
+    /// The jobs API's settings, defaults filled in.
+    pub fn job_settings(&self) -> Result<crate::jobs::JobSettings, String> {
+        let mut settings = crate::jobs::JobSettings::default();
+        if let Some(max) = self.max_import_bytes {
+            settings.max_upload_bytes = max;
+        }
+        match self.job_lease {
+            None => {}
+            Some(s) if s > 0.0 && s.is_finite() => {
+                settings.lease = std::time::Duration::try_from_secs_f64(s)
+                    .map_err(|e| format!("invalid job_lease {s}: {e}"))?;
+                settings.poll = settings.poll.min(settings.lease / 2);
+            }
+            Some(s) => {
+                return Err(format!(
+                    "invalid job_lease {s}: expected a positive number of seconds"
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
     /// The connection limits, defaults filled in.
     pub fn connection_limits(&self) -> Result<crate::connections::ConnectionLimits, String> {
         let defaults = crate::connections::ConnectionLimits::default();

@@ -48,6 +48,11 @@ pub enum Error {
     ResourceServerNotFound,
     #[error("Not Found")]
     RouteNotFound,
+    #[error("The job does not exist.")]
+    JobNotFound,
+    /// A job file's download link is expired or was not issued by this tenant.
+    #[error("The download link is invalid or has expired.")]
+    InvalidDownloadLink,
     #[error("Method Not Allowed")]
     MethodNotAllowed,
     #[error("Payload content length greater than maximum allowed: {0}")]
@@ -115,6 +120,8 @@ impl Error {
             TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests")),
             ResourceServerNotFound => (StatusCode::NOT_FOUND, Some("inexistent_resource_server")),
             RouteNotFound => (StatusCode::NOT_FOUND, None),
+            JobNotFound => (StatusCode::NOT_FOUND, Some("inexistent_job")),
+            InvalidDownloadLink => (StatusCode::FORBIDDEN, Some("invalid_signature")),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod emulator;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod private_files;
 pub mod ratelimit;
 pub mod server;

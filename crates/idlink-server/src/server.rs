@@ -181,6 +181,7 @@ impl Server {
             linking: config.tenant.linking,
             clock,
             emulator,
+            jobs: Arc::new(crate::jobs::JobsState::new(config.tenant.job_settings()?)),
         };
         Ok(Self {
             listener,
@@ -232,6 +233,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let _key_refresh = KeyRefresh::spawn(&self.state, self.key_refresh);
+        // Import and export jobs run while the server does (stopped, and the running
+        // job handed back, when serving ends).
+        let _jobs = crate::jobs::runner::Runner::spawn(&self.state);
         let app = crate::http::app(self.state);
         match &self.tls {
             Some(tls) => {

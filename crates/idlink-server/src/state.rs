@@ -38,6 +38,8 @@ pub struct AppState {
     /// Emulator mode's state; `None` in plain `serve`, where the control API does not
     /// exist.
     pub emulator: Option<Arc<crate::emulator::Emulator>>,
+    /// The jobs API: settings, this instance's runner name, the download-link key.
+    pub jobs: Arc<crate::jobs::JobsState>,
 }
 
 /// What the sign-in pages and grants need beyond the tenant.

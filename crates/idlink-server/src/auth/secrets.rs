@@ -200,6 +200,14 @@ fn dummy() -> &'static str {
 /// A bcrypt hash (`$2a$`/`$2b$`/`$2y$`, what Auth0's `custom_password_hash` imports
 /// carry, e.g. from an emulator seed) is checked with bcrypt instead, in the same queue.
 pub async fn verify(secret: String, phc: Option<String>) -> Result<bool> {
+    // bcrypt hashes arrive with imported users (Auth0's bulk-import format) and keep
+    // working as they are.
+    if let Some(hash) = phc.as_deref().filter(|h| h.starts_with("$2")) {
+        let hash = hash.to_owned();
+        return tokio::task::spawn_blocking(move || bcrypt::verify(secret, &hash).unwrap_or(false))
+            .await
+            .map_err(Error::internal);
+    }
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| dummy().to_owned());
     if let Some(cost) = bcrypt_cost(&phc) {

@@ -16,6 +16,11 @@ pub fn connection_id() -> String {
     format!("con_{}", alphanumeric(16))
 }
 
+/// A job id: `job_` + 16 alphanumerics.
+pub fn job_id() -> String {
+    format!("job_{}", alphanumeric(16))
+}
+
 /// The provider-side id of a database user: 24 lowercase hex characters.
 pub fn database_user_id() -> String {
     hex::encode(rand::thread_rng().r#gen::<[u8; 12]>())

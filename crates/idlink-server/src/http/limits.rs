@@ -17,6 +17,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// request head larger than about 400 KiB, or with more than 100 headers, with a bare
 /// 431 before idlink sees it.)
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long an import's upload may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// How long a request may run when the configuration says nothing.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,7 +55,14 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     if header_bytes > MAX_HEADER_BYTES {
         return Error::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
     }
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+    // An import's upload may take long (files up to `max_import_bytes`); it is bounded
+    // by its size instead, and a stalled client by the connection's idle limits.
+    let deadline = if request.uri().path() == "/api/v2/jobs/users-imports" {
+        state.request_timeout.max(UPLOAD_TIMEOUT)
+    } else {
+        state.request_timeout
+    };
+    match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod faults;
 mod fields;
 mod identities;
+mod jobs;
 pub mod limits;
 mod logs;
 mod oauth;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(connections::router())
         .merge(logs::router())
         .merge(resource_servers::router())
+        .merge(jobs::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -69,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v2", management)
         .nest("/idlink/v1", extensions)
         .merge(authentication)
+        .merge(jobs::files_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -18,6 +18,9 @@ use crate::store::{ClientRecord, SigningKey, StoredUser, TenantWrite};
 
 use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_metadata_text};
 
+/// The jobs API's flows (imports, exports), over the same [`Tx`].
+pub mod jobs;
+
 /// A statement parameter, owned so that a backend may hold statements back and send
 /// several in one round trip.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,17 @@ pub enum Param {
     /// A nullable integer (typed, so PostgreSQL accepts its NULL in a BIGINT column).
     MaybeInt(Option<i64>),
     Bool(bool),
+    /// Binary data (a job's file chunk).
+    Bytes(Vec<u8>),
+}
+
+/// One column of a row read with [`Tx::fetch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Param {
@@ -109,6 +123,23 @@ pub trait Tx: Send {
         sql: &'static str,
         params: Vec<Param>,
     ) -> impl Future<Output = Result<(), Self::DbError>> + Send;
+
+    /// Runs a write statement at once and answers how many rows it changed.
+    fn execute_count(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> impl Future<Output = Result<u64, Self::DbError>> + Send;
+
+    /// Runs a query (`?` placeholders); every row as its columns, in order.
+    fn fetch(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> impl Future<Output = Result<Vec<Vec<Cell>>, Self::DbError>> + Send;
+
+    /// Whether `err` is a unique (or primary key) violation.
+    fn is_unique_violation(err: &Self::DbError) -> bool;
 
     /// Sends the statements held back, if any.
     fn flush(&mut self) -> impl Future<Output = Result<(), Self::DbError>> + Send;

@@ -5,6 +5,7 @@
 mod core;
 mod filters;
 pub mod grants;
+pub mod jobs;
 pub mod postgres;
 mod rows;
 mod search_sql;
@@ -238,6 +239,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_log(&self, event: &LogEvent) -> Result<()>;
     /// A page of the log and the total matching.
     async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)>;
+
+    /// One operation of the jobs API, in one transaction (see [`jobs::Jobs`] for the
+    /// typed calls).
+    async fn job_op(&self, op: &jobs::JobOp) -> Result<jobs::JobReply>;
 }
 
 /// Opens the store a database URL names (`sqlite://…`, `postgres://…` or

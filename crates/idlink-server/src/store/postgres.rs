@@ -349,6 +349,23 @@ fn numbered(sql: &'static str) -> &'static str {
     })
 }
 
+/// Binds [`Param`]s in order.
+fn bind_params(
+    mut query: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(text) => query.bind(text),
+            Param::Int(n) => query.bind(n),
+            Param::Bool(b) => query.bind(b),
+            Param::Bytes(data) => query.bind(data),
+            Param::MaybeInt(n) => query.bind(n),
+        };
+    }
+    query
+}
+
 /// A PostgreSQL transaction, for the shared flows of [`super::core`]: statements run
 /// at once; users and identities are locked with `FOR UPDATE`.
 struct PgTx<'c>(&'c mut PgConnection);
@@ -358,17 +375,60 @@ impl core::Tx for PgTx<'_> {
     const ROW_LOCKS: bool = true;
 
     async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(numbered(sql));
-        for param in params {
-            query = match param {
-                Param::Text(text) => query.bind(text),
-                Param::Int(n) => query.bind(n),
-                Param::MaybeInt(n) => query.bind(n),
-                Param::Bool(b) => query.bind(b),
-            };
-        }
-        query.execute(&mut *self.0).await?;
+        bind_params(sqlx::query(numbered(sql)), params)
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
+    }
+
+    async fn execute_count(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(bind_params(sqlx::query(numbered(sql)), params)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Vec<core::Cell>>, sqlx::Error> {
+        use sqlx::{Column as _, Row as _, TypeInfo as _};
+        let rows = bind_params(sqlx::query(numbered(sql)), params)
+            .fetch_all(&mut *self.0)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let cell = match column.type_info().name() {
+                    "INT8" => row.try_get::<Option<i64>, _>(index)?.map(core::Cell::Int),
+                    "INT4" => row
+                        .try_get::<Option<i32>, _>(index)?
+                        .map(|n| core::Cell::Int(n.into())),
+                    "BOOL" => row
+                        .try_get::<Option<bool>, _>(index)?
+                        .map(|b| core::Cell::Int(b.into())),
+                    "BYTEA" => row
+                        .try_get::<Option<Vec<u8>>, _>(index)?
+                        .map(core::Cell::Bytes),
+                    _ => row
+                        .try_get::<Option<String>, _>(index)?
+                        .map(core::Cell::Text),
+                };
+                cells.push(cell.unwrap_or(core::Cell::Null));
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn is_unique_violation(err: &sqlx::Error) -> bool {
+        is_unique_violation(err)
     }
 
     async fn flush(&mut self) -> Result<(), sqlx::Error> {
@@ -971,6 +1031,12 @@ impl Store for PgStore {
     async fn record_log(&self, event: &LogEvent) -> Result<()> {
         transaction!(self, OnUnique::Internal, |conn| async move {
             core::insert_log(&mut PgTx(conn), event).await
+        })
+    }
+
+    async fn job_op(&self, op: &crate::store::jobs::JobOp) -> Result<crate::store::jobs::JobReply> {
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            core::jobs::run(&mut PgTx(conn), op).await
         })
     }
 

@@ -205,6 +205,7 @@ impl rusqlite::ToSql for Param {
             Param::MaybeInt(Some(n)) => ToSqlOutput::from(*n),
             Param::MaybeInt(None) => ToSqlOutput::Owned(Value::Null),
             Param::Bool(b) => ToSqlOutput::from(*b),
+            Param::Bytes(data) => ToSqlOutput::from(data.as_slice()),
         })
     }
 }
@@ -224,6 +225,51 @@ impl core::Tx for RusqliteTx<'_> {
             .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(params))?;
         Ok(())
+    }
+
+    async fn execute_count(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> rusqlite::Result<u64> {
+        let changed = self
+            .0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(params))?;
+        Ok(changed as u64)
+    }
+
+    async fn fetch(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> rusqlite::Result<Vec<Vec<core::Cell>>> {
+        use rusqlite::types::ValueRef;
+        let mut statement = self.0.prepare_cached(sql)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut cells = Vec::with_capacity(columns);
+            for index in 0..columns {
+                cells.push(match row.get_ref(index)? {
+                    ValueRef::Null => core::Cell::Null,
+                    ValueRef::Integer(n) => core::Cell::Int(n),
+                    // Job tables hold no REAL columns; keep the value readable anyway.
+                    ValueRef::Real(f) => core::Cell::Text(f.to_string()),
+                    ValueRef::Text(text) => {
+                        core::Cell::Text(String::from_utf8_lossy(text).into_owned())
+                    }
+                    ValueRef::Blob(data) => core::Cell::Bytes(data.to_vec()),
+                });
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn is_unique_violation(err: &rusqlite::Error) -> bool {
+        is_unique_violation(err)
     }
 
     async fn flush(&mut self) -> rusqlite::Result<()> {
@@ -859,6 +905,17 @@ impl Store for SqliteStore {
             .run(move |conn| {
                 drive(conn, async |tx| core::insert_log(tx, &event).await)
                     .map_err(|failure| settle(failure, Error::internal("duplicate log id")))
+            })
+            .await
+    }
+
+    async fn job_op(&self, op: &crate::store::jobs::JobOp) -> Result<crate::store::jobs::JobReply> {
+        let op = op.clone();
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| core::jobs::run(tx, &op).await).map_err(|failure| {
+                    settle(failure, Error::internal("unique violation in a job"))
+                })
             })
             .await
     }

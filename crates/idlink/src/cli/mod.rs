@@ -16,6 +16,7 @@ pub mod paging;
 pub mod plan;
 pub mod suggest;
 pub mod target;
+pub mod transfer;
 pub mod users;
 
 use std::process::ExitCode;
@@ -39,6 +40,10 @@ pub enum RemoteCommand {
     SuggestLinks(links::SuggestLinksArgs),
     /// Carry out a plan from suggest-links: re-checked link by link, resumable.
     ApplyLinks(links::ApplyLinksArgs),
+    /// Import users with their linked identities (Auth0 JSON or NDJSON, Firebase JSON).
+    Import(transfer::ImportArgs),
+    /// Export every user with its identities (Auth0's NDJSON) through an export job.
+    Export(transfer::ExportArgs),
 }
 
 impl RemoteCommand {
@@ -52,6 +57,8 @@ impl RemoteCommand {
                 Self::Logs(args) => logs::run(args).await,
                 Self::SuggestLinks(args) => links::run_suggest(args).await,
                 Self::ApplyLinks(args) => links::run_apply(args).await,
+                Self::Import(args) => transfer::run_import(args).await,
+                Self::Export(args) => transfer::run_export(args).await,
             }
         });
         match result {
