@@ -211,6 +211,7 @@ fn out_of_range() -> Error {
 
 /// `GET /idlink/v1/clock`.
 async fn get_clock(State(state): State<AppState>) -> Json<Value> {
+    record(&state, Method::GET, "/idlink/v1/clock", &Ok(())).await;
     clock_answer(&state)
 }
 
@@ -242,7 +243,9 @@ async fn advance_clock(State(state): State<AppState>, body: Bytes) -> Result<Jso
 
 /// `GET /idlink/v1/faults`: the rules with their counters (`hits`, `remaining`).
 async fn get_faults(State(state): State<AppState>) -> Result<Json<Value>> {
-    Ok(Json(emulator(&state)?.faults.describe()))
+    let described = emulator(&state)?.faults.describe();
+    record(&state, Method::GET, "/idlink/v1/faults", &Ok(())).await;
+    Ok(Json(described))
 }
 
 /// `PUT /idlink/v1/faults {"rules": [...]}`: replaces the rules (all or none).
