@@ -121,8 +121,10 @@ async fn an_import_creates_linked_users_reports_bad_lines_and_keeps_bcrypt_passw
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["line"], 9);
     assert_eq!(errors[0]["errors"][0]["code"], "INVALID_FORMAT");
+    // Not JSON: `user` stays an object (as the SDKs expect), the text is in `record`.
+    assert_eq!(errors[0]["user"], json!({}));
     assert!(
-        errors[0]["user"]
+        errors[0]["record"]
             .as_str()
             .unwrap()
             .contains("broken@example.com")

@@ -470,6 +470,59 @@ if MODE == "emulate":
         control("DELETE", "/faults")
         admin.users.delete(user.user_id)
 
+@step("jobs: users_imports.create (with idlink's identities), jobs.get, errors.get, users_exports.create")
+def _():
+    import gzip
+    import io
+    import json as jsonlib
+    import urllib.request
+
+    admin = state["admin"]
+    connection_id = list(admin.connections.list(name=REALM, fields="id"))[0].id
+    users = [
+        {"email": f"{TAG}-job-a@example.com", "email_verified": True, "user_id": f"{RUN}a",
+         "identities": [
+             {"provider": "auth0", "user_id": f"{RUN}a", "connection": REALM},
+             {"provider": "github", "user_id": f"{RUN}77", "connection": "github"}]},
+        {"email": f"{TAG}-job-b@example.com", "email_verified": 5},
+    ]
+    job = admin.jobs.users_imports.create(
+        users=("users.json", io.BytesIO(jsonlib.dumps(users).encode()), "application/json"),
+        connection_id=connection_id, upsert=False, external_id=f"{TAG}-import",
+    )
+    eq((job.status, job.type, job.connection_id), ("pending", "users_import", connection_id), "created job")
+    for _ in range(200):
+        current = admin.jobs.get(job.id)
+        if current.status in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    eq(current.status, "completed", "job status")
+    eq((current.summary.inserted, current.summary.failed, current.summary.total), (1, 1, 2), "summary")
+    errors = admin.jobs.errors.get(job.id)
+    eq(len(errors), 1, "errors")
+    eq(errors[0].errors[0].code, "INVALID_TYPE", "error code")
+    linked = admin.users.get(f"auth0|{RUN}a")
+    eq(ids(linked.identities), [("auth0", f"{RUN}a"), ("github", f"{RUN}77")], "imported linked")
+
+    export = admin.jobs.users_exports.create(format="json", fields=[{"name": "email"}, {"name": "user_id"}])
+    eq(export.type, "users_export", "export type")
+    for _ in range(200):
+        current = admin.jobs.get(export.id)
+        if current.status in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    eq(current.status, "completed", "export status")
+    location = current.location
+    context = None
+    if MODE == "https":
+        import ssl
+        context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
+    with urllib.request.urlopen(location, context=context) as response:
+        lines = gzip.decompress(response.read()).decode().splitlines()
+    exported = [jsonlib.loads(line) for line in lines]
+    assert {"email": f"{TAG}-job-a@example.com", "user_id": f"auth0|{RUN}a"} in exported, exported[:3]
+    admin.users.delete(f"auth0|{RUN}a")
+
 
 passed = sum(1 for _, ok in results if ok)
 failed = len(results) - passed

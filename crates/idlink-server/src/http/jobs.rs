@@ -73,7 +73,7 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> Error {
 }
 
 fn boolean_field(name: &str, value: &str) -> Result<bool> {
-    match value.trim() {
+    match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" | "" => Ok(false),
         _ => Err(invalid(format!(
@@ -454,10 +454,15 @@ pub(super) async fn errors(
     let items = rows
         .into_iter()
         .map(|row| {
-            // The record as in the file; a malformed one as its text.
-            let user = serde_json::from_str::<Value>(&row.record)
-                .unwrap_or(Value::String(row.record.clone()));
-            json!({"user": user, "errors": row.errors, "line": row.line})
+            // The record as in the file. `user` stays an object, as the SDKs expect;
+            // a record that is not a JSON object comes as its text in `record` (idlink).
+            match serde_json::from_str::<Value>(&row.record) {
+                Ok(user @ Value::Object(_)) => {
+                    json!({"user": user, "errors": row.errors, "line": row.line})
+                }
+                _ => json!({"user": {}, "errors": row.errors, "line": row.line,
+                            "record": row.record}),
+            }
         })
         .collect();
     Ok(Json(Value::Array(items)))
