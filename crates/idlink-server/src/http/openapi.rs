@@ -83,6 +83,8 @@ use crate::state::AppState;
         ConnectionsResponse,
         super::resource_servers::ResourceServerBody,
         super::resource_servers::ScopeBody,
+        ResourceServersPage,
+        ResourceServersResponse,
     )),
     modifiers(&BearerAuth, &FieldsLeaveKeysOut),
     tags(
@@ -302,6 +304,23 @@ pub struct ConnectionsPage {
 pub enum ConnectionsResponse {
     Connections(Vec<super::connections::ConnectionBody>),
     Page(ConnectionsPage),
+}
+
+/// A page of `GET /api/v2/resource-servers?include_totals=true`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceServersPage {
+    pub total: u64,
+    pub start: u64,
+    pub limit: u64,
+    pub resource_servers: Vec<super::resource_servers::ResourceServerBody>,
+}
+
+/// A `GET /api/v2/resource-servers` answer: the APIs, or with `include_totals=true` a page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResourceServersResponse {
+    ResourceServers(Vec<super::resource_servers::ResourceServerBody>),
+    Page(ResourceServersPage),
 }
 
 /// One event of the audit trail, in Auth0's log-event shape.

@@ -112,7 +112,7 @@ fn all(state: &AppState) -> Vec<ResourceServerBody> {
         ("per_page" = Option<u64>, Query, maximum = 100, description = "Items per page (default 50, at most 100)"),
         ("include_totals" = Option<bool>, Query, description = "Wrap the items in `{total, start, limit, resource_servers}`"),
     ),
-    responses((status = 200, description = "The tenant's APIs", body = Vec<ResourceServerBody>), super::openapi::ApiErrors),
+    responses((status = 200, description = "The tenant's APIs", body = super::openapi::ResourceServersResponse), super::openapi::ApiErrors),
     security(("bearer" = ["read:resource_servers"]))
 )]
 pub(super) async fn list(
