@@ -49,6 +49,9 @@ pub struct Config {
     pub store: crate::store::StoreOptions,
     /// Serve HTTPS with this certificate (see [`crate::tls`]); plain HTTP when `None`.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Serve `GET /metrics` (Prometheus) on this address of its own; off when `None`,
+    /// so the API port answers exactly what Auth0 answers.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             tenant: TenantConfig::default(),
             store: crate::store::StoreOptions::default(),
             tls: None,
+            metrics_bind: None,
         }
     }
 }

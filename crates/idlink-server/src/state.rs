@@ -26,6 +26,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// How long a request may run before it is abandoned (503 `request_timeout`).
     pub request_timeout: std::time::Duration,
+    /// What `GET /metrics` renders (on the `--metrics-bind` listener).
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 impl AppState {

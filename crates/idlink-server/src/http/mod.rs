@@ -8,6 +8,7 @@ mod identities;
 pub mod limits;
 mod logs;
 mod oauth;
+pub mod observe;
 pub mod openapi;
 mod paging;
 mod users;
@@ -58,6 +59,15 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(content_type::middleware))
         .layer(TraceLayer::new_for_http())
+        // Outermost: every answer, refusals of the layers above included, gets the
+        // request id and a log line.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::request_log,
+        ))
+        .layer(observe::propagate_request_id_layer())
+        .layer(observe::set_request_id_layer())
+        .layer(middleware::from_fn(observe::sanitize_request_id))
         .with_state(state)
 }
 
