@@ -68,6 +68,7 @@ impl Server {
     /// Binds `config.bind`, opens the database (creating and migrating it), bootstraps
     /// the tenant and builds the application state.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        config.validate().map_err(Startup::config)?;
         let listener = TcpListener::bind(&config.bind)
             .await
             .map_err(|e| Startup::listen(&config.bind, "--bind", &e))?;
