@@ -56,6 +56,9 @@ pub struct Config {
     /// page (the emulator mode turns this on). Off, only the connections configured
     /// with `emulated = true` have that page: plain `serve` never pretends to be Google.
     pub emulate_identity_providers: bool,
+    /// Serve `GET /metrics` (Prometheus) on this address of its own; off when `None`,
+    /// so the API port answers exactly what Auth0 answers.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             tls: None,
             emulator: None,
             emulate_identity_providers: false,
+            metrics_bind: None,
         }
     }
 }

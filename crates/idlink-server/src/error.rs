@@ -169,8 +169,14 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
-        let (status, _) = self.status_and_code();
-        (status, Json(self.body())).into_response()
+        let (status, code) = self.status_and_code();
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(code) = code {
+            response
+                .extensions_mut()
+                .insert(crate::http::observe::ErrorCode(code));
+        }
+        response
     }
 }
 

@@ -16,6 +16,7 @@ pub mod emulator;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod private_files;
 pub mod ratelimit;
 pub mod server;

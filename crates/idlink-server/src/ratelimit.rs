@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::error::Error;
+use crate::http::observe::ClientId;
 use crate::state::AppState;
 
 /// A bucket's shape: how many requests at once, and how fast it refills.
@@ -416,11 +417,13 @@ pub async fn middleware(
     next: Next,
 ) -> Response {
     let limiter = &state.rate_limiter;
+    let mut client = None;
     let decision = match Principal::from_headers(request.headers(), &state).await {
         Ok(principal) => {
+            client = Some(ClientId(principal.client().to_owned()));
             let tenant = limiter.check();
             if !tenant.allowed {
-                return too_many_requests(&tenant);
+                return with_client(too_many_requests(&tenant), client);
             }
             let decision = tenant.tighter(limiter.check_client(principal.client()));
             request.extensions_mut().insert(principal);
@@ -429,10 +432,18 @@ pub async fn middleware(
         Err(_) => limiter.check_unauthenticated(source_ip(&request)),
     };
     if !decision.allowed {
-        return too_many_requests(&decision);
+        return with_client(too_many_requests(&decision), client);
     }
     let mut response = next.run(request).await;
     put_headers(response.headers_mut(), &decision);
+    with_client(response, client)
+}
+
+/// Puts the verified caller on the response, for the request log line.
+fn with_client(mut response: Response, client: Option<ClientId>) -> Response {
+    if let Some(client) = client {
+        response.extensions_mut().insert(client);
+    }
     response
 }
 

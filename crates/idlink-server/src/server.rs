@@ -12,6 +12,7 @@ use crate::auth::tokens::{Tenant, Tokens};
 use crate::bootstrap::{self, AdminClient};
 use crate::config::Config;
 use crate::connections::{self, ConnectionLimits};
+use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimit, RateLimiter, TokenEndpointLimiter};
 use crate::state::AppState;
 use crate::store;
@@ -31,6 +32,8 @@ pub struct Server {
     tls: Option<Tls>,
     key_refresh: std::time::Duration,
     connection_limits: ConnectionLimits,
+    /// The `--metrics-bind` listener, when metrics are on.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
 }
 
 /// The address to listen on: `:8080` (no host, as Go and Docker write it) means every
@@ -79,6 +82,16 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match &config.metrics_bind {
+            Some(bind) => {
+                let listener = TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| format!("cannot listen on {bind} (--metrics-bind): {e}"))?;
+                let addr = listener.local_addr()?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
         let (public_url, host) = public_identity(&config, local_addr);
         let tls = match &config.tls {
             Some(settings) => {
@@ -182,6 +195,7 @@ impl Server {
             clock,
             emulator,
             jobs: Arc::new(crate::jobs::JobsState::new(config.tenant.job_settings()?)),
+            metrics: Arc::new(Metrics::new(config.store.metrics.clone())),
         };
         Ok(Self {
             listener,
@@ -194,6 +208,7 @@ impl Server {
                 config.tenant.tokens.key_refresh_interval.max(1),
             ),
             connection_limits: config.tenant.connection_limits()?,
+            metrics_listener,
         })
     }
 
@@ -217,6 +232,11 @@ impl Server {
         self.tls.as_ref().map(|t| t.cert_path.as_path())
     }
 
+    /// The address `GET /metrics` is served on, when `metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// The admin client.
     pub fn admin(&self) -> &AdminClient {
         &self.admin
@@ -236,6 +256,9 @@ impl Server {
         // Import and export jobs run while the server does (stopped, and the running
         // job handed back, when serving ends).
         let _jobs = crate::jobs::runner::Runner::spawn(&self.state);
+        let _metrics = self
+            .metrics_listener
+            .map(|(listener, _)| MetricsServer::spawn(listener, &self.state));
         let app = crate::http::app(self.state);
         match &self.tls {
             Some(tls) => {
@@ -249,6 +272,26 @@ impl Server {
             }
             None => connections::serve(self.listener, app, self.connection_limits, shutdown).await,
         }
+    }
+}
+
+/// Serves `GET /metrics` on its own listener while the server runs; stops when dropped.
+struct MetricsServer(tokio::task::JoinHandle<()>);
+
+impl MetricsServer {
+    fn spawn(listener: TcpListener, state: &AppState) -> Self {
+        let app = crate::metrics::app(state.clone());
+        Self(tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        }))
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -25,6 +25,8 @@ pub const TEST_ADMIN_CLIENT_SECRET: &str = "idlink-test-admin-secret-0123456789a
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`, where the server listens.
     pub base_url: String,
+    /// `http://127.0.0.1:PORT/metrics`, when the config set `metrics_bind`.
+    pub metrics_url: Option<String>,
     pub admin_client_id: String,
     pub admin_client_secret: String,
     audience: String,
@@ -103,6 +105,9 @@ impl TestServer {
         // Where to connect, which differs from the public URL when a test sets a domain.
         let base_url = format!("http://{}", server.local_addr());
         let audience = server.audience().to_owned();
+        let metrics_url = server
+            .metrics_addr()
+            .map(|addr| format!("http://{addr}/metrics"));
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
@@ -110,6 +115,7 @@ impl TestServer {
         }));
         Self {
             base_url,
+            metrics_url,
             admin_client_id: config.admin_client_id.clone().unwrap_or_default(),
             admin_client_secret: config.admin_client_secret.clone().unwrap_or_default(),
             audience,

@@ -171,8 +171,47 @@ struct ServerArgs {
     /// database (idlink-tls.crt, idlink-tls.key) and reused on restart.
     #[arg(long, env = "IDLINK_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
+    /// Serve Prometheus metrics at GET /metrics on this address (e.g. 127.0.0.1:9090).
+    /// Off by default: the API port answers exactly what Auth0 answers, and metrics
+    /// (traffic volumes, error rates) are unauthenticated, so they belong on an
+    /// address only the monitoring system reaches.
+    #[arg(long, env = "IDLINK_METRICS_BIND")]
+    metrics_bind: Option<String>,
+    /// Log format: text (human-readable, coloured on a terminal) or json (one object
+    /// a line, for log shippers). One line per request at info level; RUST_LOG filters.
+    #[arg(long, env = "IDLINK_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(flatten)]
     db: DbOptions,
+}
+
+/// How log lines are written (stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable, coloured when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr: every request at info (target `idlink::request`), sqlx and
+/// tower-http only when they warn, unless `RUST_LOG` says otherwise.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// `idlink emulate`: the server's flags and the emulator's.
@@ -246,6 +285,7 @@ impl ServerArgs {
             emulator: None,
             // Plain `serve` emulates only the connections configured as emulated.
             emulate_identity_providers: false,
+            metrics_bind: self.metrics_bind,
         };
         config.tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Some(TlsSettings::Files { cert, key }),
@@ -383,6 +423,9 @@ async fn start(config: Config) -> Result<Server, String> {
     if let Some(cert) = server.tls_cert_path() {
         println!("  TLS certificate: {}", cert.display());
     }
+    if let Some(addr) = server.metrics_addr() {
+        println!("  metrics:         http://{addr}/metrics");
+    }
     println!("  API audience:    {}", server.audience());
     println!("  admin client id: {}", admin.client_id);
     if let (true, Some(secret)) = (print, &admin.generated_secret) {
@@ -424,14 +467,11 @@ async fn rotate_keys(args: RotateArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

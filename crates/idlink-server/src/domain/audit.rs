@@ -217,6 +217,17 @@ impl LogEvent {
         }
     }
 
+    /// The event with the request's id (`details.request.id`), so an event leads to
+    /// the request's log line and back. Ids are bounded before they get here.
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        if let (Some(id), Some(request)) = (request_id, self.details.get_mut("request")) {
+            if request.is_object() {
+                request["id"] = json!(clip(id));
+            }
+        }
+        self
+    }
+
     /// The success event of an operation a tool (a benchmark, an admin command) runs on
     /// the store directly rather than through the API; the tool is the client.
     pub fn for_tool(

@@ -18,6 +18,7 @@ use crate::domain::merge::MergePolicy;
 use crate::domain::model::{Identity, IdentityKey};
 use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
+use crate::http::observe::RequestId;
 use crate::state::AppState;
 
 /// Scopes of both endpoints: `update:users` acts on anyone,
@@ -152,17 +153,30 @@ struct Attempted {
     secondary_user_id: Option<String>,
 }
 
+/// The metric label of an operation.
+fn operation_label(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Link => "link",
+        Operation::Unlink => "unlink",
+    }
+}
+
 /// Records a failed attempt. Best effort: the request's own answer matters more than
 /// its record, so a failure to write is logged, not returned.
 async fn record_failure(
     state: &AppState,
     operation: Operation,
     principal: &Principal,
+    request_id: &RequestId,
     primary: &str,
     attempted: Attempted,
     err: &Error,
 ) {
     let (status, code) = err.status_and_code();
+    state.metrics.record_identity_operation(
+        operation_label(operation),
+        Some(code.unwrap_or("server_error")),
+    );
     let event = LogEvent::new(
         operation,
         &principal.actor(),
@@ -172,7 +186,8 @@ async fn record_failure(
         status.as_u16(),
         Some((code.unwrap_or("server_error"), &err.public_message())),
         &state.clock.now_iso(),
-    );
+    )
+    .with_request_id(request_id.as_deref());
     if let Err(write_err) = state.store.record_log(&event).await {
         tracing::warn!(error = %write_err, "could not record a failed attempt in the audit trail");
     }
@@ -197,15 +212,37 @@ async fn record_failure(
 pub(super) async fn link(
     State(state): State<AppState>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
     let mut attempted = Attempted::default();
-    match link_checked(&state, &principal, &id, &headers, &body, &mut attempted).await {
-        Ok(identities) => Ok((StatusCode::CREATED, Json(wire(&identities)))),
+    let checked = link_checked(
+        &state,
+        &principal,
+        &request_id,
+        &id,
+        &headers,
+        &body,
+        &mut attempted,
+    );
+    match checked.await {
+        Ok(identities) => {
+            state.metrics.record_identity_operation("link", None);
+            Ok((StatusCode::CREATED, Json(wire(&identities))))
+        }
         Err(err) => {
-            record_failure(&state, Operation::Link, &principal, &id, attempted, &err).await;
+            record_failure(
+                &state,
+                Operation::Link,
+                &principal,
+                &request_id,
+                &id,
+                attempted,
+                &err,
+            )
+            .await;
             Err(err)
         }
     }
@@ -215,6 +252,7 @@ pub(super) async fn link(
 async fn link_checked(
     state: &AppState,
     principal: &Principal,
+    request_id: &RequestId,
     id: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -233,7 +271,8 @@ async fn link_checked(
         StatusCode::CREATED.as_u16(),
         None,
         &state.clock.now_iso(),
-    );
+    )
+    .with_request_id(request_id.as_deref());
     state.store.link(id, &target, &proof, &policy, &event).await
 }
 
@@ -379,6 +418,7 @@ pub(super) async fn preview(
 pub(super) async fn unlink(
     State(state): State<AppState>,
     principal: Principal,
+    request_id: RequestId,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<UserIdentity>>> {
     let target = IdentityKey::literal(&provider, &user_id);
@@ -399,7 +439,8 @@ pub(super) async fn unlink(
                 StatusCode::OK.as_u16(),
                 None,
                 &now,
-            );
+            )
+            .with_request_id(request_id.as_deref());
             let unlinked = state
                 .store
                 .unlink(&id, &target, &now, state.linking.unlink, &event)
@@ -414,12 +455,16 @@ pub(super) async fn unlink(
         Err(err) => Err(err),
     };
     match outcome {
-        Ok(remaining) => Ok(Json(wire(&remaining))),
+        Ok(remaining) => {
+            state.metrics.record_identity_operation("unlink", None);
+            Ok(Json(wire(&remaining)))
+        }
         Err(err) => {
             record_failure(
                 &state,
                 Operation::Unlink,
                 &principal,
+                &request_id,
                 &id,
                 attempted(),
                 &err,

@@ -11,6 +11,7 @@ mod jobs;
 pub mod limits;
 mod logs;
 mod oauth;
+pub mod observe;
 pub mod openapi;
 mod paging;
 mod resource_servers;
@@ -91,6 +92,15 @@ pub fn app(state: AppState) -> Router {
             authn::cors::middleware,
         ))
         .layer(TraceLayer::new_for_http())
+        // Outermost: every answer, refusals of the layers above included, gets the
+        // request id and a log line.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::request_log,
+        ))
+        .layer(observe::propagate_request_id_layer())
+        .layer(observe::set_request_id_layer())
+        .layer(middleware::from_fn(observe::sanitize_request_id))
         .with_state(state)
 }
 

@@ -269,20 +269,80 @@ pub(super) async fn token(
     SourceIp(source): SourceIp,
     headers: HeaderMap,
     RawBody(body): RawBody,
+) -> Response {
+    let mut grant_type = "unsupported";
+    let mut client_id = None;
+    let outcome = token_checked(
+        &state,
+        source,
+        &headers,
+        &body,
+        &mut grant_type,
+        &mut client_id,
+    )
+    .await;
+    state
+        .metrics
+        .record_grant(grant_type, outcome.as_ref().err().map(|e| e.error));
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(err) => {
+            let code = err.error;
+            let mut response = err.into_response();
+            response
+                .extensions_mut()
+                .insert(crate::http::observe::ErrorCode(code));
+            response
+        }
+    };
+    if let Some(client_id) = client_id {
+        response
+            .extensions_mut()
+            .insert(crate::http::observe::ClientId(client_id));
+    }
+    response
+}
+
+/// The grant types idlink serves, as metric labels (anything else counts as
+/// `unsupported`, so clients cannot grow the label set).
+fn known_grant(grant: &str) -> Option<&'static str> {
+    [
+        GRANT_CLIENT_CREDENTIALS,
+        GRANT_PASSWORD,
+        GRANT_PASSWORD_REALM,
+        GRANT_AUTHORIZATION_CODE,
+        GRANT_REFRESH_TOKEN,
+    ]
+    .into_iter()
+    .find(|known| *known == grant)
+}
+
+async fn token_checked(
+    state: &AppState,
+    source: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+    grant_type: &mut &'static str,
+    client_id: &mut Option<String>,
 ) -> OAuthResult<Response> {
     // Before anything costs argon2 work.
     OAuthError::check(state.token_limiter.check_address(source))?;
-    let params = match parse_payload(&headers, &body)? {
+    let params = match parse_payload(headers, body)? {
         Value::Object(map) => Params(map),
         Value::Null => Params(Map::new()),
         _ => return Err(OAuthError::invalid_request("Expected an object")),
     };
+    // The client named, for the log line (bounded: ids are short; a long one is cut).
+    *client_id = params
+        .get("client_id")
+        .map(|id| id.chars().take(64).collect());
     let grant = params.required("grant_type")?.to_owned();
+    *grant_type = known_grant(&grant).unwrap_or("unsupported");
     match grant.as_str() {
-        GRANT_CLIENT_CREDENTIALS => client_credentials(&state, &params, &headers).await,
-        GRANT_PASSWORD | GRANT_PASSWORD_REALM => password(&state, &params, &headers, &grant).await,
-        GRANT_AUTHORIZATION_CODE => authorization_code(&state, &params, &headers).await,
-        GRANT_REFRESH_TOKEN => refresh_token(&state, &params, &headers).await,
+        GRANT_CLIENT_CREDENTIALS => client_credentials(state, &params, headers).await,
+        GRANT_PASSWORD | GRANT_PASSWORD_REALM => password(state, &params, headers, &grant).await,
+        GRANT_AUTHORIZATION_CODE => authorization_code(state, &params, headers).await,
+        GRANT_REFRESH_TOKEN => refresh_token(state, &params, headers).await,
         other => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

@@ -140,6 +140,8 @@ pub struct TenantWrite {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
+    /// The connection pool's use right now, for `/metrics`.
+    fn pool_usage(&self) -> crate::metrics::PoolUsage;
     /// A tenant-wide setting.
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets a tenant-wide setting.
@@ -275,6 +277,9 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// SQLite: how hard a commit waits for the disk.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Where the SQLite writer records its group commits (the server registers the
+    /// same histograms for `/metrics`).
+    pub metrics: crate::metrics::StoreMetrics,
 }
 
 /// SQLite's `synchronous` setting, as idlink offers it (WAL mode always).
@@ -323,6 +328,7 @@ impl Default for StoreOptions {
             connect_retries: 5,
             acquire_timeout: Duration::from_secs(10),
             sqlite_synchronous: SqliteSynchronous::default(),
+            metrics: crate::metrics::StoreMetrics::default(),
         }
     }
 }

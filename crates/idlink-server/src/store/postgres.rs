@@ -584,6 +584,14 @@ async fn execute(
 
 #[async_trait]
 impl Store for PgStore {
+    fn pool_usage(&self) -> crate::metrics::PoolUsage {
+        crate::metrics::PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
         {

@@ -110,7 +110,7 @@ impl SqliteStore {
         ))
         .map_err(Error::internal)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let writer = Writer::start(conn)?;
+        let writer = Writer::start(conn, options.metrics.clone())?;
 
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -346,6 +346,14 @@ fn internal(err: rusqlite::Error) -> Error {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn pool_usage(&self) -> crate::metrics::PoolUsage {
+        crate::metrics::PoolUsage {
+            open: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: self.reader.options().get_max_connections(),
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

@@ -18,6 +18,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::metrics::StoreMetrics;
 
 /// Most operations committed together.
 pub const GROUP_COMMIT_MAX: usize = 64;
@@ -40,11 +41,11 @@ fn stopped() -> Error {
 
 impl Writer {
     /// Starts the thread, which owns `conn` from now on.
-    pub fn start(conn: Connection) -> Result<Self> {
+    pub fn start(conn: Connection, metrics: StoreMetrics) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("idlink-sqlite-writer".into())
-            .spawn(move || run_groups(conn, queue))
+            .spawn(move || run_groups(conn, queue, &metrics))
             .map_err(Error::internal)?;
         Ok(Self { jobs })
     }
@@ -116,7 +117,11 @@ where
     }
 }
 
-fn run_groups(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run_groups(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    metrics: &StoreMetrics,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP_COMMIT_MAX {
@@ -125,7 +130,10 @@ fn run_groups(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        let size = group.len();
         commit_group(&mut conn, group);
+        metrics.record_group(size, started.elapsed());
     }
 }
 
@@ -191,7 +199,7 @@ mod tests {
         .unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL)")
             .unwrap();
-        (Writer::start(conn).unwrap(), path)
+        (Writer::start(conn, StoreMetrics::default()).unwrap(), path)
     }
 
     fn insert(key: &'static str) -> impl FnOnce(&mut Connection) -> Result<()> + Send {
