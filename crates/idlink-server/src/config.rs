@@ -394,7 +394,30 @@ impl TenantConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// Parses a config file's text. An error names the key path (`clients[0].nmae`),
+    /// so a typo is found without reading the whole file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().trim_end().to_owned();
+            let position = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            if path == "." {
+                format!("{message}{position}")
+            } else {
+                format!("at {path}: {message}{position}")
+            }
+        })
     }
 }
 

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod private_files;
 pub mod ratelimit;
 pub mod server;
+pub mod startup;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -14,11 +14,13 @@ use crate::config::Config;
 use crate::connections::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimit, RateLimiter, TokenEndpointLimiter};
+use crate::startup::StartError as Startup;
 use crate::state::AppState;
 use crate::store;
 use crate::tls::{self, Tls, TlsListener};
 
-/// Why the server could not start.
+/// Why the server could not start: a [`crate::startup::StartError`] (what, where, what
+/// to do, exit code) for the failures an operator can fix, else any error.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A bound, bootstrapped server, ready to [`serve`](Server::serve).
@@ -80,13 +82,13 @@ impl Server {
         let bind = listen_address(&config.bind);
         let listener = TcpListener::bind(&bind)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+            .map_err(|e| Startup::listen(&config.bind, "--bind", &e))?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = match &config.metrics_bind {
             Some(bind) => {
                 let listener = TcpListener::bind(bind)
                     .await
-                    .map_err(|e| format!("cannot listen on {bind} (--metrics-bind): {e}"))?;
+                    .map_err(|e| Startup::listen(bind, "--metrics-bind", &e))?;
                 let addr = listener.local_addr()?;
                 Some((listener, addr))
             }
@@ -102,7 +104,11 @@ impl Server {
             None => None,
         };
 
-        let store = store::open(&config.database_url, &config.store).await?;
+        let store = store::open(&config.database_url, &config.store)
+            .await
+            .map_err(|e| {
+                Startup::from_store(e, &store::postgres::redact_url(&config.database_url))
+            })?;
         let clock = crate::clock::Clock::default();
         if let Some(settings) = &config.emulator {
             crate::emulator::prepare(store.as_ref(), &config, settings, &clock).await?;

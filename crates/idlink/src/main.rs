@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use idlink_server::Server;
 use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantConfig};
 use idlink_server::emulator::EmulatorSettings;
 use idlink_server::ratelimit::RateLimit;
+use idlink_server::startup::StartError;
 use idlink_server::store::{SqliteSynchronous, StoreOptions};
 use idlink_server::tls::TlsSettings;
 
@@ -76,10 +77,14 @@ struct DbOptions {
     /// PostgreSQL: cancel statements running longer than this many seconds (0: no limit).
     #[arg(long, env = "IDLINK_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
     db_statement_timeout: u64,
-    /// PostgreSQL: retry the first connection this many times (backing off up to 10 s)
-    /// while the database is unreachable.
+    /// PostgreSQL: retry the first connection at most this many times while the
+    /// database is unreachable (within --db-connect-timeout).
     #[arg(long, env = "IDLINK_DB_CONNECT_RETRIES", default_value_t = 5)]
     db_connect_retries: u32,
+    /// PostgreSQL: give up connecting at start-up after this many seconds, all
+    /// attempts included (each is logged); exit code 69.
+    #[arg(long, env = "IDLINK_DB_CONNECT_TIMEOUT", default_value_t = 10.0)]
+    db_connect_timeout: f64,
     /// SQLite: full (default) acknowledges a write once it is on disk, so it survives
     /// power loss; normal only survives a process crash, for a little more speed.
     #[arg(long, env = "IDLINK_SQLITE_SYNCHRONOUS", default_value = "full")]
@@ -93,6 +98,8 @@ impl DbOptions {
             statement_timeout: (self.db_statement_timeout > 0)
                 .then(|| Duration::from_secs(self.db_statement_timeout)),
             connect_retries: self.db_connect_retries,
+            connect_timeout: Duration::try_from_secs_f64(self.db_connect_timeout.max(0.1))
+                .unwrap_or(Duration::from_secs(10)),
             sqlite_synchronous: self.sqlite_synchronous,
             ..StoreOptions::default()
         }
@@ -319,13 +326,17 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn serve(args: ServerArgs) -> Result<(), String> {
-    let config = args.into_config()?;
+/// A failure of `serve`, `emulate` or `keys rotate`: a [`StartError`] (exit code by
+/// kind) or any other error (exit code 1).
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(args: ServerArgs) -> Result<(), Failure> {
+    let config = args.into_config().map_err(StartError::config)?;
     let server = start(config).await?;
     server
         .serve(shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}").into())
 }
 
 /// A directory for an in-memory tenant: in RAM (/dev/shm) where there is one, else
@@ -346,14 +357,16 @@ fn memory_dir() -> Result<tempfile::TempDir, String> {
     }
 }
 
-async fn emulate(args: EmulateArgs) -> Result<(), String> {
+async fn emulate(args: EmulateArgs) -> Result<(), Failure> {
     let seed = match &args.seed {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("cannot read seed file {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                StartError::config(format!("cannot read seed file {}: {e}", path.display()))
+            })?;
             Some(
-                idlink_server::emulator::snapshot::Snapshot::from_json(&bytes)
-                    .map_err(|e| format!("invalid seed file {}: {e}", path.display()))?,
+                idlink_server::emulator::snapshot::Snapshot::from_json(&bytes).map_err(|e| {
+                    StartError::config(format!("invalid seed file {}: {e}", path.display()))
+                })?,
             )
         }
         None => None,
@@ -364,7 +377,7 @@ async fn emulate(args: EmulateArgs) -> Result<(), String> {
         Some(_) => None,
         None => Some(memory_dir()?),
     };
-    let mut config = args.server.into_config()?;
+    let mut config = args.server.into_config().map_err(StartError::config)?;
     if let Some(dir) = &memory {
         config.database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
         // Nothing to make durable: commits need not wait for the disk.
@@ -379,11 +392,14 @@ async fn emulate(args: EmulateArgs) -> Result<(), String> {
         dev_signing_key: args.dev_signing_key,
     });
     let seed_name = args.seed.as_ref().map(|p| p.display().to_string());
-    let server = start(config).await.map_err(|e| match &seed_name {
-        Some(name) if e.starts_with("invalid seed: ") => {
-            format!("invalid seed file {name}: {}", &e["invalid seed: ".len()..])
+    let server = start(config).await.map_err(|e| -> Failure {
+        let message = e.to_string();
+        match (&seed_name, message.strip_prefix("invalid seed: ")) {
+            (Some(name), Some(problem)) => Box::new(StartError::config(format!(
+                "invalid seed file {name}: {problem}"
+            ))),
+            _ => e,
         }
-        _ => e,
     })?;
     let state = server.state().clone();
     println!(
@@ -405,14 +421,14 @@ async fn emulate(args: EmulateArgs) -> Result<(), String> {
         eprintln!("idlink: snapshot written to {}", path.display());
     }
     drop(memory);
-    served.map_err(|e| format!("server error: {e}"))
+    served.map_err(|e| format!("server error: {e}").into())
 }
 
 /// Binds and bootstraps, then prints where the server is and its admin credentials.
-async fn start(config: Config) -> Result<Server, String> {
+async fn start(config: Config) -> Result<Server, Failure> {
     let print = config.print_credentials;
     let credentials_path = config.credentials_path();
-    let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+    let server = Server::bind(config).await?;
     let admin = server.admin();
     println!(
         "idlink listening on {} ({})",
@@ -437,14 +453,19 @@ async fn start(config: Config) -> Result<Server, String> {
     Ok(server)
 }
 
-async fn rotate_keys(args: RotateArgs) -> Result<(), String> {
+async fn rotate_keys(args: RotateArgs) -> Result<(), Failure> {
     let options = StoreOptions {
         max_connections: 1,
         ..args.db.store_options()
     };
     let store = idlink_server::store::open(&args.database_url, &options)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            StartError::from_store(
+                e,
+                &idlink_server::store::postgres::redact_url(&args.database_url),
+            )
+        })?;
     let previous = store.signing_keys().await.map_err(|e| e.to_string())?;
     let key = tokio::task::spawn_blocking(|| {
         idlink_server::auth::keys::generate_signing_key(idlink_server::clock::unix_now())
@@ -467,9 +488,21 @@ async fn rotate_keys(args: RotateArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The start-up exit codes join the management commands' in `--help`.
+    let matches = Cli::command()
+        .after_help(format!(
+            "{}\n\n{}",
+            cli::EXIT_CODES_HELP,
+            idlink_server::startup::EXIT_CODES
+        ))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     init_logging(match &cli.command {
         Command::Serve(args) => args.log_format,
+        Command::Emulate(args) => args.server.log_format,
         _ => LogFormat::Text,
     });
     let runtime = match tokio::runtime::Runtime::new() {
@@ -498,7 +531,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("idlink: {e}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<StartError>() {
+                Some(start) => ExitCode::from(start.kind.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -255,10 +255,13 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url, options).await?))
     } else {
-        Err(Error::internal(format!(
-            "unsupported database URL {:?}: expected sqlite://PATH or postgres://…",
-            postgres::redact_url(url)
-        )))
+        Err(Error::internal(
+            crate::startup::StartError::config(format!(
+                "unsupported database URL {:?}",
+                postgres::redact_url(url)
+            ))
+            .hint("use sqlite://PATH (e.g. sqlite://idlink.db) or postgres://USER:PASSWORD@HOST:PORT/DATABASE in --db / IDLINK_DATABASE_URL"),
+        ))
     }
 }
 
@@ -273,6 +276,9 @@ pub struct StoreOptions {
     /// PostgreSQL: how many times to retry the first connection at start-up (1 s
     /// apart, doubling up to 10 s), so instances can start before the database.
     pub connect_retries: u32,
+    /// PostgreSQL: the most time spent connecting at start-up, all retries included
+    /// (each attempt is logged); then start-up fails with exit code 69.
+    pub connect_timeout: Duration,
     /// PostgreSQL: how long a request waits for a free pooled connection.
     pub acquire_timeout: Duration,
     /// SQLite: how hard a commit waits for the disk.
@@ -326,6 +332,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             statement_timeout: Some(Duration::from_secs(30)),
             connect_retries: 5,
+            connect_timeout: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(10),
             sqlite_synchronous: SqliteSynchronous::default(),
             metrics: crate::metrics::StoreMetrics::default(),

@@ -44,6 +44,7 @@ use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
+use crate::startup::{StartError, StartKind};
 
 /// The embedded migrations. sqlx's migrator holds a PostgreSQL advisory lock (keyed
 /// by the database name) while it checks and applies them, so instances starting
@@ -237,16 +238,32 @@ impl PgStore {
     /// `options.connect_retries` allows), applies migrations under the migrator's
     /// advisory lock, and opens the pool.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
-        let connect = PgConnectOptions::from_str(url)?.application_name("idlink");
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                Error::internal(
+                    StartError::config(format!("invalid database URL {}: {e}", redact_url(url)))
+                        .hint("a PostgreSQL URL is postgres://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special characters in the password)"),
+                )
+            })?
+            .application_name("idlink");
 
         // Migrations run on a connection of their own that is closed afterwards: the
         // advisory lock is session-level, so even a migration that fails half-way can
         // never leave it held by a pooled connection.
-        let mut conn = connect_with_retries(&connect, url, options.connect_retries).await?;
+        let mut conn = connect_with_retries(
+            &connect,
+            url,
+            options.connect_retries,
+            options.connect_timeout,
+        )
+        .await?;
         let migrated = MIGRATOR.run(&mut conn).await;
         let _ = conn.close().await;
         migrated.map_err(|err| {
-            Error::internal(format!("migrating {} failed: {err}", redact_url(url)))
+            Error::internal(StartError::new(
+                StartKind::Data,
+                format!("migrating {} failed: {err}", redact_url(url)),
+            ).hint("a database migrated by a newer idlink cannot be used by an older one: run the newer version"))
         })?;
 
         let statement_timeout = options.statement_timeout;
@@ -274,33 +291,88 @@ impl PgStore {
     }
 }
 
+/// Connects, retrying transient failures (server down or starting) with a doubling
+/// delay until `retries` retries or `total` time are spent, whichever comes first;
+/// every failed attempt is logged. A wrong password or database name fails at once.
 async fn connect_with_retries(
     connect: &PgConnectOptions,
     url: &str,
     retries: u32,
+    total: Duration,
 ) -> Result<PgConnection> {
-    let mut delay = Duration::from_secs(1);
-    let mut attempt = 0;
+    let started = tokio::time::Instant::now();
+    let deadline = started + total;
+    let mut delay = Duration::from_millis(500);
+    let mut attempt: u32 = 0;
+    let database = redact_url(url);
     loop {
-        match PgConnection::connect_with(connect).await {
+        attempt += 1;
+        // Each attempt is bounded too: a host that drops packets would otherwise hang
+        // for the operating system's TCP timeout (minutes).
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = match tokio::time::timeout(
+            remaining.max(Duration::from_millis(100)),
+            PgConnection::connect_with(connect),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        };
+        let err = match outcome {
             Ok(conn) => return Ok(conn),
-            Err(err) if attempt < retries && connect_error_is_transient(&err) => {
-                attempt += 1;
-                tracing::warn!(
-                    database = %redact_url(url),
-                    error = %err,
-                    "database unreachable; retry {attempt}/{retries} in {delay:?}"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(err) => {
-                return Err(Error::internal(format!(
-                    "cannot connect to {}: {err}",
-                    redact_url(url)
-                )));
-            }
+            Err(err) => err,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if connect_error_is_transient(&err) && attempt <= retries && left > Duration::ZERO {
+            let wait = delay.min(left);
+            tracing::warn!(
+                database = %database,
+                error = %err,
+                "PostgreSQL connection attempt {attempt} failed; retrying in {wait:?} ({left:?} left of --db-connect-timeout)"
+            );
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            continue;
         }
+        tracing::warn!(database = %database, error = %err, "PostgreSQL connection attempt {attempt} failed");
+        return Err(Error::internal(connect_failure(
+            &err,
+            &database,
+            attempt,
+            started.elapsed(),
+        )));
+    }
+}
+
+/// What a final connection failure means for the operator.
+fn connect_failure(err: &sqlx::Error, database: &str, attempts: u32, took: Duration) -> StartError {
+    let code = err
+        .as_database_error()
+        .and_then(|db| db.code())
+        .map(|c| c.into_owned());
+    match code.as_deref() {
+        Some("28P01" | "28000") => StartError::new(
+            StartKind::NoPermission,
+            format!("PostgreSQL at {database} refused the login: {err}"),
+        )
+        .hint("check the user and password in the database URL, and pg_hba.conf on the server"),
+        Some("3D000") => StartError::config(format!(
+            "the database named in {database} does not exist: {err}"
+        ))
+        .hint("create it first (createdb NAME), or fix its name in the URL"),
+        _ if connect_error_is_transient(err) => StartError::new(
+            StartKind::Unavailable,
+            format!(
+                "cannot reach PostgreSQL at {database} after {attempts} attempt(s) in {:.1} s: {err}",
+                took.as_secs_f64()
+            ),
+        )
+        .hint("check that PostgreSQL runs and that host and port are right; wait longer with --db-connect-timeout SECONDS"),
+        _ => StartError::new(
+            StartKind::Unavailable,
+            format!("cannot connect to PostgreSQL at {database}: {err}"),
+        ),
     }
 }
 

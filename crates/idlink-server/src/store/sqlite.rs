@@ -12,6 +12,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::startup::{StartError, StartKind};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -78,22 +79,46 @@ fn settle(failure: Failure<rusqlite::Error>, on_unique: impl Into<Error>) -> Err
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
-        let connect = SqliteConnectOptions::from_str(url)?
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                Error::internal(
+                    StartError::config(format!("invalid database URL {url:?}: {e}"))
+                        .hint("a SQLite URL is sqlite://PATH, e.g. sqlite://idlink.db or sqlite:///var/lib/idlink/idlink.db"),
+                )
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let path = connect.get_filename().to_owned();
+        check_database_path(&path).map_err(Error::internal)?;
         // Before SQLite creates it with the umask's mode (0644): it holds secrets.
-        crate::private_files::prepare_database_file(connect.get_filename())
-            .map_err(Error::internal)?;
+        crate::private_files::prepare_database_file(&path).map_err(|e| {
+            Error::internal(StartError::file(
+                "cannot create the database file",
+                &path,
+                &e,
+            ))
+        })?;
         // Migrations on a connection of their own, closed before the writer opens.
         let migrator = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(connect.clone())
-            .await?;
+            .await
+            .map_err(|e| {
+                Error::internal(StartError::new(
+                    StartKind::Data,
+                    format!("cannot open the SQLite database {}: {e}", path.display()),
+                ).hint("check that the file is a SQLite database idlink created, and that its directory is writable"))
+            })?;
         let migrated = sqlx::migrate!("./migrations/sqlite").run(&migrator).await;
         migrator.close().await;
-        migrated.map_err(Error::internal)?;
+        migrated.map_err(|e| {
+            Error::internal(StartError::new(
+                StartKind::Data,
+                format!("cannot migrate the SQLite database {}: {e}", path.display()),
+            ).hint("a database written by a newer idlink cannot be opened by an older one: run the newer version, or restore a backup"))
+        })?;
 
         let conn = rusqlite::Connection::open(connect.get_filename()).map_err(Error::internal)?;
         conn.busy_timeout(Duration::from_secs(10))
@@ -118,6 +143,63 @@ impl SqliteStore {
             .await?;
         Ok(Self { reader, writer })
     }
+}
+
+/// Refuses a database path idlink cannot use, before SQLite reports it as an opaque
+/// "unable to open database file": a missing directory is created (mode 0700, like the
+/// file it will hold), and a file marked read-only is refused (idlink writes it; even
+/// root would, so the mark is taken as the operator's intent).
+fn check_database_path(path: &std::path::Path) -> std::result::Result<(), StartError> {
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+        return Ok(()); // in-memory
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(dir).map_err(|e| {
+                StartError::file("cannot create the database directory", dir, &e).hint(format!(
+                    "create {} yourself (writable by idlink), or point --db at a directory that exists",
+                    dir.display()
+                ))
+            })?;
+            tracing::info!(directory = %dir.display(), "created the database directory");
+        } else if !dir.is_dir() {
+            return Err(StartError::new(
+                StartKind::CantCreate,
+                format!(
+                    "{} is not a directory, so the database {} cannot be created there",
+                    dir.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(StartError::new(
+                StartKind::CantCreate,
+                format!("the database path {} is a directory", path.display()),
+            )
+            .hint("point --db at a file, e.g. sqlite://DIR/idlink.db"));
+        }
+        if meta.permissions().readonly() {
+            return Err(StartError::new(
+                StartKind::NoPermission,
+                format!("the database file {} is read-only", path.display()),
+            )
+            .hint(format!(
+                "idlink writes its database: make it writable (chmod u+w {}), or copy it elsewhere",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `users` joined with its identities: one statement loads a user.
