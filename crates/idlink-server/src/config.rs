@@ -389,12 +389,114 @@ pub struct ClientGrantConfig {
     pub scope: Vec<String>,
 }
 
+/// The shortest client secret accepted: 32 characters, as Auth0's generated secrets
+/// are far longer and a short one can be guessed offline from a token request.
+pub const MIN_CLIENT_SECRET_LEN: usize = 32;
+
+/// The grant types Auth0 knows for an application (`grant_types`); anything else is a
+/// typo that would silently never work.
+pub const KNOWN_GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "implicit",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "http://auth0.com/oauth/grant-type/password-realm",
+    "http://auth0.com/oauth/grant-type/passwordless/otp",
+    "http://auth0.com/oauth/grant-type/mfa-oob",
+    "http://auth0.com/oauth/grant-type/mfa-otp",
+    "http://auth0.com/oauth/grant-type/mfa-recovery-code",
+    "urn:ietf:params:oauth:grant-type:device_code",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:openid:params:grant-type:ciba",
+];
+
+/// Checks a client secret's length; `key` names where it came from.
+pub fn check_client_secret(key: &str, secret: &str) -> Result<(), String> {
+    let length = secret.chars().count();
+    if length < MIN_CLIENT_SECRET_LEN {
+        return Err(format!(
+            "{key}: a client secret needs at least {MIN_CLIENT_SECRET_LEN} characters (this one has {length}); generate one with `openssl rand -hex 32`"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `url` is an absolute http(s) URL without query or fragment.
+pub fn check_public_url(key: &str, url: &str) -> Result<(), String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "{key}: {url:?} is not a URL clients can reach ({why}); expected e.g. https://id.example.com"
+        ))
+    };
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return refuse("it does not parse");
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return refuse("the scheme must be http or https"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return refuse("it has no host");
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return refuse("it has a query or fragment");
+    }
+    Ok(())
+}
+
 impl TenantConfig {
+    /// Refuses what Auth0 would refuse or what would silently never work, naming the
+    /// key path: unknown grant types and Management scopes, short client secrets,
+    /// duplicate client ids and connection names.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut connection_names = std::collections::HashSet::new();
+        for (i, connection) in self.connections.iter().enumerate() {
+            if !connection_names.insert(connection.name.as_str()) {
+                return Err(format!(
+                    "connections[{i}].name: the connection name {:?} is used twice",
+                    connection.name
+                ));
+            }
+        }
+        let mut client_ids = std::collections::HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            if !client_ids.insert(client.client_id.as_str()) {
+                return Err(format!(
+                    "clients[{i}].client_id: the client id {:?} is used twice",
+                    client.client_id
+                ));
+            }
+            if let Some(secret) = &client.client_secret {
+                check_client_secret(&format!("clients[{i}].client_secret"), secret)?;
+            }
+            for (j, grant) in client.grant_types.iter().enumerate() {
+                if !KNOWN_GRANT_TYPES.contains(&grant.as_str()) {
+                    return Err(format!(
+                        "clients[{i}].grant_types[{j}]: unknown grant type {grant:?}; expected one of {}",
+                        KNOWN_GRANT_TYPES.join(", ")
+                    ));
+                }
+            }
+            for (j, scope) in client.scopes.iter().enumerate() {
+                if !crate::auth::scopes::MANAGEMENT_SCOPES.contains(&scope.as_str()) {
+                    return Err(format!(
+                        "clients[{i}].scopes[{j}]: unknown Management API scope {scope:?}; expected one of {}",
+                        crate::auth::scopes::MANAGEMENT_SCOPES.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a config file.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+        Self::parse(&text)
+            .and_then(|config| config.validate().map(|()| config))
+            .map_err(|e| format!("invalid config file {}: {e}", path.display()))
     }
 
     /// Parses a config file's text. An error names the key path (`clients[0].nmae`),
@@ -422,6 +524,19 @@ impl TenantConfig {
 }
 
 impl Config {
+    /// Checks what the flags set (the file's own checks ran when it was loaded, and
+    /// run again here for configs built in code).
+    pub fn validate(&self) -> Result<(), String> {
+        self.tenant.validate()?;
+        if let Some(url) = &self.public_url {
+            check_public_url("--public-url", url)?;
+        }
+        if let Some(secret) = &self.admin_client_secret {
+            check_client_secret("--admin-client-secret", secret)?;
+        }
+        Ok(())
+    }
+
     /// The SQLite file behind `database_url`, if it is one.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let rest = self.database_url.strip_prefix("sqlite:")?;
@@ -498,5 +613,63 @@ mod tests {
         assert_eq!(file.connections[0].strategy, "auth0");
         assert!(file.clients[0].client_secret.is_none());
         assert!(toml::from_str::<TenantConfig>("bogus = 1").is_err());
+    }
+
+    fn refusal(toml: &str) -> String {
+        match TenantConfig::parse(toml).and_then(|c| c.validate()) {
+            Ok(()) => panic!("accepted: {toml}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn strict_config_refuses_with_the_key_path() {
+        let client =
+            |extra: &str| format!("[[clients]]\nname = \"a\"\nclient_id = \"a\"\n{extra}\n");
+        let cases = [
+            (client("nmae = 1"), "clients[0].nmae"),
+            (client("grant_types = [\"client_credentials\", \"passwrd\"]"), "clients[0].grant_types[1]"),
+            (client("scopes = [\"read:users\", \"read:user\"]"), "clients[0].scopes[1]"),
+            (client("client_secret = \"too-short-0123456789\""), "clients[0].client_secret"),
+            (client("") + &client(""), "clients[1].client_id"),
+            (
+                "[[connections]]\nname = \"c\"\nstrategy = \"auth0\"\n[[connections]]\nname = \"c\"\nstrategy = \"okta\"\n".to_owned(),
+                "connections[1].name",
+            ),
+            ("[tokens]\naccess_token_lifetme = 5\n".to_owned(), "tokens.access_token_lifetme"),
+        ];
+        for (toml, path) in cases {
+            let err = refusal(&toml);
+            assert!(err.contains(path), "{path:?} not in {err:?}");
+        }
+        // What is valid stays valid.
+        TenantConfig::parse(&client(&format!(
+            "client_secret = \"{}\"\ngrant_types = [\"client_credentials\", \"authorization_code\"]\nscopes = [\"read:users\", \"update:users\"]",
+            "s".repeat(32)
+        )))
+        .unwrap()
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn public_urls_must_be_reachable_urls() {
+        for good in [
+            "https://id.example.com",
+            "http://127.0.0.1:8080",
+            "https://h.example/base/",
+        ] {
+            check_public_url("--public-url", good).unwrap();
+        }
+        for bad in [
+            "id.example.com",
+            "ftp://h.example",
+            "https://",
+            "https://h?x=1",
+            "not a url",
+        ] {
+            let err = check_public_url("--public-url", bad).unwrap_err();
+            assert!(err.starts_with("--public-url"), "{err}");
+        }
     }
 }

@@ -79,6 +79,7 @@ impl Server {
     /// Binds `config.bind`, opens the database (creating and migrating it), bootstraps
     /// the tenant and builds the application state.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        config.validate().map_err(Startup::config)?;
         let bind = listen_address(&config.bind);
         let listener = TcpListener::bind(&bind)
             .await

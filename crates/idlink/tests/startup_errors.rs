@@ -200,3 +200,36 @@ fn help_lists_the_start_up_exit_codes() {
         assert!(help.contains(&format!(" {code}  ")), "{code} in\n{help}");
     }
 }
+
+#[test]
+fn strict_config_refuses_short_secrets_and_non_url_public_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite(&dir.path().join("idlink.db"));
+    let output = serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--admin-client-id",
+        "admin",
+        "--admin-client-secret",
+        "short-secret",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("--admin-client-secret") && stderr.contains("32"),
+        "{stderr}"
+    );
+    let output = serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--public-url",
+        "id.example.com",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("--public-url"), "{stderr}");
+}
