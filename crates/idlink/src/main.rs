@@ -39,10 +39,36 @@ enum Command {
     /// Manage the tenant's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy a SQLite database consistently while servers use it (VACUUM INTO), e.g.
+    /// `idlink backup --db sqlite:///var/lib/idlink/idlink.db /backups/idlink-2026-12-02.db`.
+    Backup(BackupArgs),
     #[command(flatten)]
     Remote(cli::RemoteCommand),
     /// Print a shell completion script, e.g. `idlink completions bash > ~/.local/share/bash-completion/completions/idlink`.
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// The database to copy: sqlite://PATH.
+    #[arg(long = "db", env = "IDLINK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// The new file to write (must not exist; created with mode 0600).
+    file: PathBuf,
+}
+
+fn backup(args: &BackupArgs) -> Result<(), Failure> {
+    if !args.database_url.starts_with("sqlite:") {
+        return Err(StartError::config(format!(
+            "idlink backup copies SQLite databases; {} is not one",
+            idlink_server::store::postgres::redact_url(&args.database_url)
+        ))
+        .hint("back PostgreSQL up with pg_dump")
+        .into());
+    }
+    idlink_server::store::sqlite::backup(&args.database_url, &args.file)?;
+    println!("backed up to {}", args.file.display());
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -516,6 +542,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Emulate(args) => runtime.block_on(emulate(*args)),
         Command::Keys(KeysCommand::Rotate(args)) => runtime.block_on(rotate_keys(args)),
+        Command::Backup(args) => backup(&args),
         Command::Remote(command) => return command.run(&runtime),
         Command::Completions(args) => {
             clap_complete::generate(

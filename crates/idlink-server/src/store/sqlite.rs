@@ -145,6 +145,57 @@ impl SqliteStore {
     }
 }
 
+/// Writes a consistent copy of the SQLite database at `url` to `dest` while servers
+/// may be using it: `VACUUM INTO` reads one snapshot (WAL readers never block, the
+/// writer is not stopped), and the copy is compact and self-contained (no -wal file).
+/// `dest` must not exist; it is created private (0600), as it holds the keys.
+pub fn backup(url: &str, dest: &std::path::Path) -> std::result::Result<(), StartError> {
+    let connect = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StartError::config(format!("invalid database URL {url:?}: {e}")))?;
+    let source = connect.get_filename().to_owned();
+    if !source.exists() {
+        return Err(
+            StartError::config(format!("there is no database at {}", source.display()))
+                .hint("point --db at the sqlite://PATH the server uses"),
+        );
+    }
+    if dest.exists() {
+        return Err(StartError::new(
+            StartKind::CantCreate,
+            format!("{} exists already", dest.display()),
+        )
+        .hint("backups never overwrite: choose a new file name"));
+    }
+    // Created first with mode 0600, so the copy is never readable by others.
+    crate::private_files::prepare_database_file(dest)
+        .map_err(|e| StartError::file("cannot create the backup file", dest, &e))?;
+    let conn = rusqlite::Connection::open_with_flags(
+        &source,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| {
+        StartError::new(
+            StartKind::Data,
+            format!("cannot open {}: {e}", source.display()),
+        )
+    })?;
+    let copied = conn
+        .busy_timeout(Duration::from_secs(30))
+        .and_then(|()| conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()]));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(dest);
+        return Err(StartError::new(
+            StartKind::CantCreate,
+            format!(
+                "cannot back {} up into {}: {e}",
+                source.display(),
+                dest.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a database path idlink cannot use, before SQLite reports it as an opaque
 /// "unable to open database file": a missing directory is created (mode 0700, like the
 /// file it will hold), and a file marked read-only is refused (idlink writes it; even
