@@ -31,6 +31,18 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     file.write_all(contents)
 }
 
+/// Creates `dir` and its missing parents; those it creates are mode 0700.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Prepares a SQLite database file before SQLite opens it: creates it empty with mode
 /// 0600 when missing (SQLite accepts an empty file as a new database, and creates the
 /// `-wal` and `-shm` files with the database file's mode), and warns about the database,

@@ -78,7 +78,7 @@ fn public_identity(config: &Config, local_addr: SocketAddr) -> (String, String) 
 impl Server {
     /// Binds `config.bind`, opens the database (creating and migrating it), bootstraps
     /// the tenant and builds the application state.
-    pub async fn bind(config: Config) -> Result<Self, StartError> {
+    pub async fn bind(mut config: Config) -> Result<Self, StartError> {
         config.validate().map_err(Startup::config)?;
         let bind = listen_address(&config.bind);
         let listener = TcpListener::bind(&bind)
@@ -111,8 +111,11 @@ impl Server {
                 Startup::from_store(e, &store::postgres::redact_url(&config.database_url))
             })?;
         let clock = crate::clock::Clock::default();
+        // The seed is applied once and then dropped: `reset` goes back to what the
+        // database holds afterwards, and a large seed would otherwise stay in memory.
+        let seed = config.emulator.as_mut().and_then(|s| s.seed.take());
         if let Some(settings) = &config.emulator {
-            crate::emulator::prepare(store.as_ref(), &config, settings, &clock).await?;
+            crate::emulator::prepare(store.as_ref(), &config, settings, seed, &clock).await?;
         }
         let tenant_state = bootstrap::ensure_tenant(store.as_ref(), &config).await?;
         let emulator = match &config.emulator {
@@ -120,8 +123,8 @@ impl Server {
                 let admin = tenant_state.admin.client_id.clone();
                 let start = crate::emulator::starting_state(store.as_ref(), &admin).await?;
                 Some(Arc::new(crate::emulator::Emulator::new(
-                    settings, admin, start,
-                )))
+                    settings, admin, &start,
+                )?))
             }
             None => None,
         };

@@ -263,10 +263,38 @@ struct EmulateArgs {
     /// no authentication: only for a network you trust.
     #[arg(long, env = "IDLINK_ALLOW_REMOTE_CONTROL")]
     allow_remote_control: bool,
-    /// Sign tokens with the RSA key in this PEM file, generated (mode 0600) on first use:
-    /// later starts of a fresh tenant skip RSA key generation. For development only.
-    #[arg(long, env = "IDLINK_DEV_SIGNING_KEY")]
+    /// Sign tokens with the RSA key in this PEM file, generated (mode 0600) on first use,
+    /// so that later starts of a brand-new tenant skip RSA key generation (~1 s).
+    /// Default: `$XDG_CACHE_HOME/idlink/dev-signing-key.pem` (or `~/.cache/idlink/…`),
+    /// shared by the emulators of this user. For development only.
+    #[arg(
+        long,
+        env = "IDLINK_DEV_SIGNING_KEY",
+        conflicts_with = "fresh_signing_key"
+    )]
     dev_signing_key: Option<PathBuf>,
+    /// Generate a new signing key for this tenant, as `serve` does, instead of the
+    /// cached development key.
+    #[arg(long, env = "IDLINK_FRESH_SIGNING_KEY")]
+    fresh_signing_key: bool,
+}
+
+impl EmulateArgs {
+    /// The development key file to sign with: the one given, else the per-user cache's,
+    /// none with `--fresh-signing-key` or without a home directory.
+    fn signing_key_file(&self) -> Option<PathBuf> {
+        if self.fresh_signing_key {
+            return None;
+        }
+        if let Some(path) = &self.dev_signing_key {
+            return Some(path.clone());
+        }
+        let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        let cache = non_empty("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(cache.join("idlink").join("dev-signing-key.pem"))
+    }
 }
 
 impl ServerArgs {
@@ -397,6 +425,7 @@ async fn emulate(args: EmulateArgs) -> Result<(), Failure> {
         }
         None => None,
     };
+    let signing_key_file = args.signing_key_file();
     // An in-memory tenant is a SQLite file in RAM (the writer thread and the readers
     // share it through the file), deleted on exit.
     let memory = match args.server.database_url {
@@ -415,7 +444,7 @@ async fn emulate(args: EmulateArgs) -> Result<(), Failure> {
     config.emulator = Some(EmulatorSettings {
         allow_remote_control: args.allow_remote_control,
         seed,
-        dev_signing_key: args.dev_signing_key,
+        dev_signing_key: signing_key_file,
     });
     let seed_name = args.seed.as_ref().map(|p| p.display().to_string());
     let server = start(config).await.map_err(|e| -> Failure {

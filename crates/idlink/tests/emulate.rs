@@ -26,12 +26,19 @@ fn command(extra: &[&str]) -> Command {
         .env_remove("IDLINK_ADMIN_CLIENT_SECRET")
         .env_remove("IDLINK_CONFIG")
         .env_remove("IDLINK_SEED")
+        .env_remove("IDLINK_DEV_SIGNING_KEY")
+        // The default development key lives in the user's cache: keep the tests' own.
+        .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
         .stdin(Stdio::null());
     command
 }
 
 fn spawn(extra: &[&str]) -> Emulator {
-    let mut child = command(extra)
+    spawn_command(command(extra))
+}
+
+fn spawn_command(mut command: Command) -> Emulator {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -244,19 +251,57 @@ async fn an_in_memory_tenant_prints_credentials_exports_on_exit_and_leaves_nothi
     assert_eq!(jwks["keys"][0]["kid"], snapshot["signing_keys"][0]["kid"]);
 }
 
+/// The `kid` the server at `base` publishes.
+async fn kid(base: String) -> String {
+    let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_default_key_comes_from_the_user_cache_unless_a_fresh_one_is_asked_for() {
+    let cache = tempfile::tempdir().unwrap();
+    let start = |extra: &[&str]| {
+        let mut command = command(&[&["--bind", "127.0.0.1:0"], extra].concat());
+        command.env("XDG_CACHE_HOME", cache.path());
+        spawn_command(command)
+    };
+    let first = start(&[]);
+    let cached = kid(first.base_url.clone()).await;
+    let key = cache.path().join("idlink/dev-signing-key.pem");
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(key.parent().unwrap()), 0o700);
+    }
+    let second = start(&[]);
+    assert_eq!(
+        kid(second.base_url.clone()).await,
+        cached,
+        "the cached key is reused"
+    );
+    let fresh = start(&["--fresh-signing-key"]);
+    assert_ne!(kid(fresh.base_url.clone()).await, cached);
+    drop((first, second, fresh));
+    let files: Vec<_> = std::fs::read_dir(key.parent().unwrap()).unwrap().collect();
+    assert_eq!(files.len(), 1, "no staged key left behind: {files:?}");
+}
+
 #[tokio::test]
 async fn a_dev_signing_key_is_made_once_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("dev-key.pem");
-    let kid = |base: String| async move {
-        let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
-    };
     let first = spawn(&[
         "--bind",
         "127.0.0.1:0",

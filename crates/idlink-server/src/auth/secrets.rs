@@ -42,12 +42,55 @@ pub fn max_concurrent() -> usize {
     cores.clamp(1, MAX_CONCURRENT_CAP)
 }
 
-/// argon2's work areas, reused: at most one per permit is ever allocated. Allocating
-/// 19 MiB per hash on whichever blocking thread ran it made glibc keep the freed areas
-/// in per-thread arenas — 1.7 GB after a burst of failed sign-ins, never returned.
-fn work_areas() -> &'static Mutex<Vec<Vec<Block>>> {
-    static AREAS: OnceLock<Mutex<Vec<Vec<Block>>>> = OnceLock::new();
-    AREAS.get_or_init(|| Mutex::new(Vec::new()))
+/// argon2's work areas (19 MiB each), reused while computations overlap and given back
+/// to the system when the last one ends.
+///
+/// Allocating an area per hash on whichever blocking thread ran it made glibc keep the
+/// freed areas in per-thread arenas — 1.7 GB after a burst of failed sign-ins, never
+/// returned — so areas are pooled: at most one per permit. An idle server holds none
+/// (an idle emulator is ~16 MiB resident instead of ~35): each area is reserved at
+/// [`ALWAYS_MAPPED_BYTES`] or more, above glibc's largest mmap threshold, so it always
+/// comes from its own mapping and freeing it unmaps it, whatever sizes were freed
+/// before. Only the blocks argon2 touches become resident.
+#[derive(Debug, Default)]
+struct WorkAreas {
+    pool: Vec<Vec<Block>>,
+    in_flight: usize,
+}
+
+/// glibc serves allocations at least this large with their own `mmap` (its dynamic
+/// threshold never rises above 32 MiB on 64-bit systems), and `munmap`s them on free.
+const ALWAYS_MAPPED_BYTES: usize = 33 * 1024 * 1024;
+
+impl WorkAreas {
+    /// An area of at least `blocks` blocks, from the pool or freshly reserved.
+    fn take(&mut self, blocks: usize) -> Vec<Block> {
+        self.in_flight += 1;
+        let mut area = self.pool.pop().unwrap_or_else(|| {
+            let reserved = blocks.max(ALWAYS_MAPPED_BYTES / std::mem::size_of::<Block>());
+            Vec::with_capacity(reserved)
+        });
+        if area.len() < blocks {
+            area.resize(blocks, Block::default());
+        }
+        area
+    }
+
+    /// Returns `area`: kept for a computation still running or queued, dropped (with
+    /// the whole pool) when it was the last.
+    fn give_back(&mut self, area: Vec<Block>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            self.pool.clear();
+        } else {
+            self.pool.push(area);
+        }
+    }
+}
+
+fn work_areas() -> &'static Mutex<WorkAreas> {
+    static AREAS: OnceLock<Mutex<WorkAreas>> = OnceLock::new();
+    AREAS.get_or_init(|| Mutex::new(WorkAreas::default()))
 }
 
 /// Runs `work` with a work area of `blocks` blocks, on the blocking pool, after waiting
@@ -65,19 +108,14 @@ async fn with_work_area<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let areas = work_areas();
-        let mut area = areas
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default();
-        if area.len() < blocks {
-            area.resize(blocks, Block::default());
-        }
+        let lock = || {
+            areas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let mut area = lock().take(blocks);
         let result = work(&mut area[..blocks]);
-        areas
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(area);
+        lock().give_back(area);
         result
     })
     .await
@@ -97,8 +135,11 @@ pub async fn hash(secret: String) -> Result<String> {
 /// The blocking form of [`hash`], for start-up (no queue: nothing else runs yet).
 pub fn hash_blocking(secret: &str) -> Result<String> {
     let params = parameters()?;
-    let mut area = vec![Block::default(); params.block_count()];
-    hash_into(secret, &params, &mut area)
+    let mut areas = WorkAreas::default();
+    let mut area = areas.take(params.block_count());
+    let hashed = hash_into(secret, &params, &mut area);
+    areas.give_back(area);
+    hashed
 }
 
 fn hash_into(secret: &str, params: &Params, area: &mut [Block]) -> Result<String> {
@@ -351,11 +392,32 @@ mod tests {
         }
         let areas = work_areas().lock().unwrap();
         assert!(
-            !areas.is_empty() && areas.len() <= max_concurrent(),
+            areas.pool.len() <= max_concurrent(),
             "{} work areas for at most {} computations at once",
-            areas.len(),
+            areas.pool.len(),
             max_concurrent()
         );
         assert!(max_concurrent() <= MAX_CONCURRENT_CAP);
+    }
+
+    #[test]
+    fn work_areas_are_reused_while_busy_and_released_when_idle() {
+        let mut areas = WorkAreas::default();
+        let first = areas.take(8);
+        let second = areas.take(8);
+        assert_eq!(first.len(), 8);
+        assert!(first.capacity() * std::mem::size_of::<Block>() >= ALWAYS_MAPPED_BYTES);
+        areas.give_back(first);
+        assert_eq!(
+            areas.pool.len(),
+            1,
+            "kept for the computation still running"
+        );
+        let third = areas.take(8);
+        assert!(areas.pool.is_empty(), "the kept area is reused");
+        areas.give_back(third);
+        areas.give_back(second);
+        assert!(areas.pool.is_empty(), "nothing is held once idle");
+        assert_eq!(areas.in_flight, 0);
     }
 }

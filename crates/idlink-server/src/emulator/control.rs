@@ -134,7 +134,7 @@ async fn delete_users(State(state): State<AppState>) -> Result<Json<Value>> {
 async fn reset(State(state): State<AppState>) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     let _writing = emulator.writing.lock().await;
-    let target = emulator.reset_target();
+    let target = emulator.reset_target()?;
     super::replace(&state, &target, |now| {
         control_event(now, "POST", "/idlink/v1/reset", 200, None)
     })

@@ -10,7 +10,6 @@ pub mod snapshot;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use serde_json::json;
 
@@ -47,30 +46,34 @@ pub struct Emulator {
     pub faults: Faults,
     /// The emulator's own admin client, outside every snapshot.
     pub admin_client: String,
-    /// What `POST /idlink/v1/reset` restores: the tenant as it was once started.
-    reset_target: Mutex<std::sync::Arc<Snapshot>>,
+    /// What `POST /idlink/v1/reset` restores: the tenant as it was once started, kept
+    /// as its JSON (a tenth of the decoded form's memory; decoded again on each reset).
+    reset_target: Box<[u8]>,
     /// Control calls that replace state run one at a time.
     pub(crate) writing: tokio::sync::Mutex<()>,
 }
 
 impl Emulator {
     /// The emulator of a started tenant whose state is `reset_target`.
-    pub fn new(settings: &EmulatorSettings, admin_client: String, reset_target: Snapshot) -> Self {
-        Self {
+    pub fn new(
+        settings: &EmulatorSettings,
+        admin_client: String,
+        reset_target: &Snapshot,
+    ) -> Result<Self> {
+        Ok(Self {
             allow_remote_control: settings.allow_remote_control,
             faults: Faults::default(),
             admin_client,
-            reset_target: Mutex::new(std::sync::Arc::new(reset_target)),
+            reset_target: serde_json::to_vec(reset_target)
+                .map_err(Error::internal)?
+                .into_boxed_slice(),
             writing: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The state `reset` goes back to.
-    pub fn reset_target(&self) -> std::sync::Arc<Snapshot> {
-        self.reset_target
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    pub fn reset_target(&self) -> Result<Snapshot> {
+        serde_json::from_slice(&self.reset_target).map_err(Error::internal)
     }
 }
 
@@ -144,9 +147,10 @@ pub async fn prepare(
     store: &dyn Store,
     config: &Config,
     settings: &EmulatorSettings,
+    seed: Option<Snapshot>,
     clock: &crate::clock::Clock,
 ) -> std::result::Result<(), crate::server::StartError> {
-    if let Some(seed) = &settings.seed {
+    if let Some(seed) = &seed {
         let stored = store.connections().await?;
         let mut known: Vec<KnownConnection> = stored.iter().map(KnownConnection::from).collect();
         for (name, strategy) in bootstrap::wanted_connections(config) {
@@ -201,10 +205,18 @@ pub async fn prepare(
     Ok(())
 }
 
-/// The key in `path`, generated and written (mode 0600) when the file does not exist.
-/// Its `kid` is derived from the public key, so every start that uses the file
-/// publishes the same one.
+/// The key in `path`, generated and written (mode 0600, in a directory created 0700)
+/// when the file does not exist. Its `kid` is derived from the public key, so every
+/// start that uses the file publishes the same one. Emulators starting at once agree on
+/// one key: each writes its own beside the file and links it into place only if no
+/// other got there first.
 async fn dev_signing_key(path: &std::path::Path, now: i64) -> Result<crate::store::SigningKey> {
+    let unreadable = |err: std::io::Error| {
+        Error::internal(format!(
+            "cannot read --dev-signing-key {}: {err}",
+            path.display()
+        ))
+    };
     let pem = match std::fs::read_to_string(path) {
         Ok(pem) => pem,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -212,16 +224,28 @@ async fn dev_signing_key(path: &std::path::Path, now: i64) -> Result<crate::stor
                 tokio::task::spawn_blocking(move || crate::auth::keys::generate_signing_key(now))
                     .await
                     .map_err(Error::internal)??;
-            crate::private_files::write_private(path, key.private_key_pem.as_bytes())
-                .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
-            key.private_key_pem
+            let unwritable = |e: std::io::Error| {
+                Error::internal(format!("cannot write {}: {e}", path.display()))
+            };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::private_files::create_private_dir(dir).map_err(unwritable)?;
+            }
+            let mut staged = path.as_os_str().to_owned();
+            staged.push(format!(".{}.tmp", std::process::id()));
+            let staged = std::path::PathBuf::from(staged);
+            crate::private_files::write_private(&staged, key.private_key_pem.as_bytes())
+                .map_err(unwritable)?;
+            let linked = std::fs::hard_link(&staged, path);
+            let _ = std::fs::remove_file(&staged);
+            match linked {
+                Ok(()) => key.private_key_pem,
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read_to_string(path).map_err(unreadable)?
+                }
+                Err(err) => return Err(unwritable(err)),
+            }
         }
-        Err(err) => {
-            return Err(Error::internal(format!(
-                "cannot read --dev-signing-key {}: {err}",
-                path.display()
-            )));
-        }
+        Err(err) => return Err(unreadable(err)),
     };
     let key = crate::auth::keys::signing_key_from_pem("pending", &pem, now, None)
         .map_err(|e| Error::internal(format!("--dev-signing-key {}: {e}", path.display())))?;
