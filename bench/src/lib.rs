@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod firebase;
 pub mod http;
 pub mod idlink;
+pub mod import;
 pub mod load;
 pub mod process;
 pub mod raw;

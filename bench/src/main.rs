@@ -38,6 +38,33 @@ enum Command {
     /// 10,000 users) and the Firebase Auth Emulator, and report for each the time to
     /// ready (/health and a first token) and the resident memory, as JSON.
     Startup(StartupArgs),
+    /// Import N users (Auth0's bulk-import JSON, bcrypt hashes, half with a linked
+    /// identity) into idlink on SQLite through the jobs API, export them again, and
+    /// insert the same rows on one plain SQLite connection (the ceiling), as JSON.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The idlink binary (default: built by cargo, beside this executable).
+    #[arg(long, env = "IDLINK_BENCH_BIN")]
+    idlink_bin: Option<PathBuf>,
+    /// Users in the file.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+}
+
+async fn run_import(args: ImportArgs) -> Result<Vec<BenchResult>, String> {
+    let bin = idlink_bench::targets::idlink_binary(args.idlink_bin)?;
+    let rows = idlink_bench::import::run(&bin, args.users).await?;
+    for row in &rows {
+        eprintln!("{row}");
+    }
+    println!(
+        "{}",
+        serde_json::json!({"import": rows, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
+    );
+    Ok(Vec::new())
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +287,7 @@ fn main() -> ExitCode {
             match cli.command {
                 Some(Command::Compare(args)) => run_compare(args).await,
                 Some(Command::Startup(args)) => run_startup(args).await,
+                Some(Command::Import(args)) => run_import(args).await,
                 None => run_one(cli.run).await,
             }
         };

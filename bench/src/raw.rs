@@ -57,21 +57,69 @@ fn connect(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
+/// Creates the database at `path` with idlink's schema: every migration, in order.
+fn create_schema(path: &Path) -> Result<Connection, String> {
+    let conn = connect(path)?;
+    let mut migrations: Vec<PathBuf> = std::fs::read_dir(migrations_dir())
+        .map_err(|e| format!("sqlite-raw: the migrations: {e}"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    migrations.sort();
+    for file in &migrations {
+        let sql = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+        conn.execute_batch(&sql)
+            .map_err(|e| format!("sqlite-raw: {}: {e}", file.display()))?;
+    }
+    Ok(conn)
+}
+
+/// The import ceiling: `users` database users (a user row and its identity, as an import
+/// writes them) inserted on one plain connection, 500 per transaction (an import job's
+/// batch), `synchronous=FULL`. Users per second.
+pub fn insert_ceiling(path: &Path, users: usize) -> Result<f64, String> {
+    let mut conn = create_schema(path)?;
+    conn.execute(
+        "INSERT INTO connections (id, name, strategy, created_at) VALUES (?, ?, 'auth0', 0)",
+        params![CONNECTION_ID, "Username-Password-Authentication"],
+    )
+    .map_err(sql_error)?;
+    let now = idlink_server::clock::now_iso();
+    let started = std::time::Instant::now();
+    for batch in (0..users).collect::<Vec<_>>().chunks(500) {
+        let tx = conn.transaction().map_err(sql_error)?;
+        for i in batch {
+            let id = format!("{i:024x}");
+            let user_id = format!("auth0|{id}");
+            tx.prepare_cached(
+                "INSERT INTO users (user_id, email, email_lower, email_verified, name, created_at, updated_at) \
+                 VALUES (?1, ?2, ?2, 1, ?3, ?4, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![user_id, format!("u{i}@example.com"), id, now]))
+            .map_err(sql_error)?;
+            tx.prepare_cached(
+                "INSERT INTO identities (provider, identity_user_id, owner_user_id, position, \
+                 connection_id, connection_name, is_social) VALUES ('auth0', ?, ?, 0, ?, ?, 0)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    user_id,
+                    CONNECTION_ID,
+                    "Username-Password-Authentication"
+                ])
+            })
+            .map_err(sql_error)?;
+        }
+        tx.commit().map_err(sql_error)?;
+    }
+    Ok(users as f64 / started.elapsed().as_secs_f64())
+}
+
 impl RawSqlite {
     /// Creates the database at `path`: every migration in order, then the users.
     pub fn create(path: &Path, pairs: usize) -> Result<Self, String> {
-        let conn = connect(path)?;
-        let mut migrations: Vec<PathBuf> = std::fs::read_dir(migrations_dir())
-            .map_err(|e| format!("sqlite-raw: the migrations: {e}"))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        migrations.sort();
-        for file in &migrations {
-            let sql = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-            conn.execute_batch(&sql)
-                .map_err(|e| format!("sqlite-raw: {}: {e}", file.display()))?;
-        }
+        let conn = create_schema(path)?;
         conn.execute(
             "INSERT INTO connections (id, name, strategy, created_at) VALUES (?, ?, 'google-oauth2', 0)",
             params![CONNECTION_ID, PROVIDER],

@@ -95,3 +95,26 @@ async fn every_scenario_runs_without_errors() {
     check("sqlite-raw", "link-unlink", &m);
     assert!(idlink_bench::raw::all_unlinked(&path).unwrap());
 }
+
+/// The import bench end to end, small: the import job, the export job and the ceiling
+/// all complete (the `idlink` binary is the one `cargo test --workspace` builds for the
+/// `idlink` crate's own tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_bench_imports_exports_and_measures_its_ceiling() {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("idlink");
+    let bin = idlink_bench::targets::idlink_binary(Some(bin)).unwrap();
+    let rows = idlink_bench::import::run(&bin, 300)
+        .await
+        .expect("import bench");
+    println!("{rows:?}");
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r["users_per_sec"].as_f64().unwrap() > 0.0)
+    );
+}
