@@ -136,6 +136,8 @@ pub struct Apps {
     emulate_all: bool,
     /// Database connections (by name) without sign-up.
     signup_disabled: HashSet<String>,
+    /// Database connections' password rules (by name), where the config sets one.
+    password_rules: HashMap<String, crate::domain::password::PasswordRule>,
 }
 
 /// The first `len` hex characters of a digest of `input` (ids derived from config).
@@ -323,6 +325,11 @@ impl Apps {
                 .filter(|c| c.disable_signup)
                 .map(|c| c.name.clone())
                 .collect(),
+            password_rules: tenant
+                .connections
+                .iter()
+                .map(|c| (c.name.clone(), c.password_rule()))
+                .collect(),
         })
     }
 
@@ -349,6 +356,12 @@ impl Apps {
     /// Whether the social connection `name` signs in through the emulated provider page.
     pub fn is_emulated(&self, name: &str) -> bool {
         self.emulate_all || self.emulated.contains(name)
+    }
+
+    /// The password rule of the database connection `name` (Auth0's default for a new
+    /// tenant, `good`, when the config sets none).
+    pub fn password_rule(&self, name: &str) -> crate::domain::password::PasswordRule {
+        self.password_rules.get(name).copied().unwrap_or_default()
     }
 
     /// Whether the database connection `name` offers sign-up.

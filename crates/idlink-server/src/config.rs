@@ -300,6 +300,29 @@ pub struct ConnectionConfig {
     /// `disable_signup`).
     #[serde(default)]
     pub disable_signup: bool,
+    /// A database connection's password strength (Auth0's `passwordPolicy`: `none`,
+    /// `low`, `fair`, `good`, `excellent`); default `good`, as Auth0 gives a new tenant.
+    pub password_policy: Option<crate::domain::password::PasswordPolicy>,
+    /// Auth0's `password_complexity_options` (`min_length`, 1–72).
+    pub password_complexity_options: Option<PasswordComplexityOptions>,
+}
+
+/// Auth0's `options.password_complexity_options` of a database connection.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordComplexityOptions {
+    /// Shortest password accepted, replacing the policy level's own minimum.
+    pub min_length: Option<u32>,
+}
+
+impl ConnectionConfig {
+    /// The connection's password rule (only database connections have one).
+    pub fn password_rule(&self) -> crate::domain::password::PasswordRule {
+        crate::domain::password::PasswordRule {
+            policy: self.password_policy.unwrap_or_default(),
+            min_length: self.password_complexity_options.and_then(|o| o.min_length),
+        }
+    }
 }
 
 /// An extra client.
@@ -456,6 +479,23 @@ impl TenantConfig {
                 return Err(format!(
                     "connections[{i}].name: the connection name {:?} is used twice",
                     connection.name
+                ));
+            }
+            let has_password_options = connection.password_policy.is_some()
+                || connection.password_complexity_options.is_some();
+            if has_password_options && connection.strategy != "auth0" {
+                return Err(format!(
+                    "connections[{i}].password_policy: only a database connection (strategy \"auth0\") has a password policy; {:?} is {:?}",
+                    connection.name, connection.strategy
+                ));
+            }
+            if let Some(min) = connection
+                .password_complexity_options
+                .and_then(|o| o.min_length)
+                && !crate::domain::password::MIN_LENGTH_RANGE.contains(&min)
+            {
+                return Err(format!(
+                    "connections[{i}].password_complexity_options.min_length: {min} is out of Auth0's range 1-72"
                 ));
             }
         }
@@ -637,12 +677,40 @@ mod tests {
                 "connections[1].name",
             ),
             ("[tokens]\naccess_token_lifetme = 5\n".to_owned(), "tokens.access_token_lifetme"),
+            (
+                "[[connections]]\nname = \"c\"\nstrategy = \"auth0\"\npassword_policy = \"strong\"\n".to_owned(),
+                "connections[0].password_policy",
+            ),
+            (
+                "[[connections]]\nname = \"g\"\nstrategy = \"okta\"\npassword_policy = \"low\"\n".to_owned(),
+                "connections[0].password_policy",
+            ),
+            (
+                "[[connections]]\nname = \"c\"\nstrategy = \"auth0\"\n[connections.password_complexity_options]\nmin_length = 73\n".to_owned(),
+                "connections[0].password_complexity_options.min_length",
+            ),
+            (
+                "[[connections]]\nname = \"c\"\nstrategy = \"auth0\"\n[connections.password_complexity_options]\nmin_lenght = 9\n".to_owned(),
+                "connections[0].password_complexity_options.min_lenght",
+            ),
         ];
         for (toml, path) in cases {
             let err = refusal(&toml);
             assert!(err.contains(path), "{path:?} not in {err:?}");
         }
         // What is valid stays valid.
+        let connection = TenantConfig::parse(
+            "[[connections]]\nname = \"c\"\nstrategy = \"auth0\"\npassword_policy = \"excellent\"\n[connections.password_complexity_options]\nmin_length = 12\n",
+        )
+        .unwrap();
+        connection.validate().unwrap();
+        assert_eq!(
+            connection.connections[0].password_rule(),
+            crate::domain::password::PasswordRule {
+                policy: crate::domain::password::PasswordPolicy::Excellent,
+                min_length: Some(12),
+            }
+        );
         TenantConfig::parse(&client(&format!(
             "client_secret = \"{}\"\ngrant_types = [\"client_credentials\", \"authorization_code\"]\nscopes = [\"read:users\", \"update:users\"]",
             "s".repeat(32)

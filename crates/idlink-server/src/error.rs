@@ -91,6 +91,8 @@ impl Error {
             | Domain(domain::Error::InvalidBody(_) | domain::Error::SameIdentity) => {
                 (StatusCode::BAD_REQUEST, Some("invalid_body"))
             }
+            // Auth0 answers without an errorCode (see docs/auth0-compatibility.md).
+            Domain(domain::Error::PasswordTooWeak) => (StatusCode::BAD_REQUEST, None),
             InvalidUri(_) | Domain(domain::Error::MainIdentityRemoval) => {
                 (StatusCode::BAD_REQUEST, Some("invalid_uri"))
             }

@@ -65,6 +65,9 @@ impl TestServer {
             print_credentials: false,
             ..Config::default()
         };
+        if let Some(database) = &database {
+            config.store = pooled_store_options(&database.url, config.store);
+        }
         adjust(&mut config);
         let mut server = Self::launch(config, db_path).await;
         server.dir = Some(dir);
@@ -90,6 +93,9 @@ impl TestServer {
             print_credentials: false,
             ..Config::default()
         };
+        if database_url.starts_with("postgres") {
+            config.store = pooled_store_options(database_url, config.store);
+        }
         adjust(&mut config);
         let db_path = config.sqlite_path().unwrap_or_default();
         Self::launch(config, db_path).await
@@ -255,6 +261,37 @@ impl TestBackend {
     }
 }
 
+/// `IDLINK_TEST_POSTGRES_DIRECT_URL`, when set and not empty: the test PostgreSQL
+/// server reached directly, while `IDLINK_TEST_POSTGRES_URL` goes through a pooler in
+/// transaction mode (`tests/pgbouncer/run.sh`). Test databases are then created and
+/// migrated over the direct URL and served through the pooler, statement cache off.
+pub fn postgres_direct_test_url() -> Option<String> {
+    std::env::var("IDLINK_TEST_POSTGRES_DIRECT_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// The store options of a test server on the PostgreSQL database `url`: as given,
+/// or, behind the test pooler, with migrations over the direct URL and no statement
+/// cache (what `docs/scaling.md` tells operators to set).
+fn pooled_store_options(
+    url: &str,
+    options: crate::store::StoreOptions,
+) -> crate::store::StoreOptions {
+    match postgres_direct_test_url() {
+        Some(direct) => {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            let name = name.split('?').next().unwrap_or_default();
+            crate::store::StoreOptions {
+                statement_cache_capacity: Some(0),
+                migrate_url: Some(database_url_with_name(&direct, name)),
+                ..options
+            }
+        }
+        None => options,
+    }
+}
+
 /// `IDLINK_TEST_POSTGRES_URL`, when set and not empty.
 pub fn postgres_test_url() -> Option<String> {
     std::env::var("IDLINK_TEST_POSTGRES_URL")
@@ -278,6 +315,10 @@ impl TestDatabase {
     pub async fn create(maintenance_url: &str) -> Self {
         use sqlx::{Connection as _, Executor as _};
         let name = format!("idlink_t_{}", crate::domain::ids::key_id().to_lowercase());
+        // Behind the test pooler, databases come and go over the direct connection.
+        let served_url = maintenance_url;
+        let direct = postgres_direct_test_url();
+        let maintenance_url = direct.as_deref().unwrap_or(maintenance_url);
         let mut conn = sqlx::PgConnection::connect(maintenance_url)
             .await
             .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL: {e}"));
@@ -300,7 +341,7 @@ impl TestDatabase {
         }
         let _ = conn.close().await;
         Self {
-            url: database_url_with_name(maintenance_url, &name),
+            url: database_url_with_name(served_url, &name),
             name,
             maintenance_url: maintenance_url.to_owned(),
         }

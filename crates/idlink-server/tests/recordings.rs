@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{Api, DB};
-use idlink_server::config::ClientConfig;
+use idlink_server::config::{ClientConfig, ConnectionConfig};
+use idlink_server::domain::password::PasswordPolicy;
 use idlink_server::testing::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -343,6 +344,18 @@ async fn server_for(file: &str) -> Api {
                 client_secret: None,
                 grant_types: vec!["password".into()],
                 scopes: Vec::new(),
+                ..Default::default()
+            });
+        })
+        .await
+    } else if file == "ruby-auth0_2019-06_vcr4.json" {
+        // That tenant accepted "KkScYmWePz" (letters only) for a new database user, so
+        // its connection's password policy was `low` or weaker, not today's `good`.
+        TestServer::start_with(|config| {
+            config.tenant.connections.push(ConnectionConfig {
+                name: DB.into(),
+                strategy: "auth0".into(),
+                password_policy: Some(PasswordPolicy::Low),
                 ..Default::default()
             });
         })

@@ -805,6 +805,26 @@ async fn signup_creates_a_database_user_and_signs_it_in() {
     assert_eq!(page.status, 200);
     assert!(page.text.contains(">Email</label>") && page.text.contains(">Continue</button>"));
     let csrf = browser.cookies["idlink_csrf"].clone();
+    // A password weaker than the connection's policy (Auth0's default, `good`): the
+    // form says what it needs, nothing is created.
+    let page = browser
+        .post(
+            "/u/signup",
+            &[
+                ("state", &tx),
+                ("csrf", &csrf),
+                ("connection", common::DB),
+                ("email", "new@example.com"),
+                ("password", "hunter22"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 400, "{}", page.text);
+    assert!(
+        page.text.contains("Password is too weak") && page.text.contains("at least 8 characters"),
+        "{}",
+        page.text
+    );
     let page = browser
         .post(
             "/u/signup",

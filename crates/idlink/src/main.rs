@@ -111,6 +111,14 @@ struct DbOptions {
     /// attempts included (each is logged); exit code 69.
     #[arg(long, env = "IDLINK_DB_CONNECT_TIMEOUT", default_value_t = 10.0)]
     db_connect_timeout: f64,
+    /// PostgreSQL: prepared statements cached per connection; 0 behind a pooler in
+    /// transaction mode such as PgBouncer (every query then goes as an unnamed statement).
+    #[arg(long, env = "IDLINK_DB_STATEMENT_CACHE", default_value_t = 100)]
+    db_statement_cache: usize,
+    /// PostgreSQL: apply migrations over this URL (a direct connection to the server)
+    /// instead of --db, e.g. when --db goes through PgBouncer in transaction mode.
+    #[arg(long, env = "IDLINK_DB_MIGRATE_URL")]
+    db_migrate_url: Option<String>,
     /// SQLite: full (default) acknowledges a write once it is on disk, so it survives
     /// power loss; normal only survives a process crash, for a little more speed.
     #[arg(long, env = "IDLINK_SQLITE_SYNCHRONOUS", default_value = "full")]
@@ -127,6 +135,8 @@ impl DbOptions {
             connect_timeout: Duration::try_from_secs_f64(self.db_connect_timeout.max(0.1))
                 .unwrap_or(Duration::from_secs(10)),
             sqlite_synchronous: self.sqlite_synchronous,
+            statement_cache_capacity: Some(self.db_statement_cache),
+            migrate_url: self.db_migrate_url.clone(),
             ..StoreOptions::default()
         }
     }

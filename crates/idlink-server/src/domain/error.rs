@@ -37,6 +37,9 @@ pub enum Error {
     /// The user id, identity or login name is taken.
     #[error("The user already exists.")]
     UserExists,
+    /// A new password is weaker than its connection's `passwordPolicy` allows.
+    #[error("PasswordStrengthError: Password is too weak")]
+    PasswordTooWeak,
     /// A body breaks a rule (the message says which, in Auth0's words).
     #[error("{0}")]
     InvalidBody(String),

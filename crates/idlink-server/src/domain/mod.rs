@@ -9,6 +9,7 @@ pub mod invented;
 pub mod linking;
 pub mod merge;
 pub mod model;
+pub mod password;
 pub mod payload;
 pub mod search;
 pub mod users;

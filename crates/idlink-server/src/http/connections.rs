@@ -51,11 +51,20 @@ pub struct ConnectionBody {
 }
 
 impl ConnectionBody {
-    fn of(connection: &Connection, enabled_clients: &[String]) -> Self {
+    fn of(connection: &Connection, enabled_clients: &[String], apps: &crate::apps::Apps) -> Self {
         let options = if connection.is_database() {
-            // What idlink does: usernames are optional and users are never imported
-            // lazily from a legacy database.
-            json!({"requires_username": false, "import_mode": false})
+            // What idlink does: usernames are optional, users are never imported
+            // lazily from a legacy database, and new passwords meet the policy.
+            let rule = apps.password_rule(&connection.name);
+            let mut options = json!({
+                "requires_username": false,
+                "import_mode": false,
+                "passwordPolicy": rule.policy.as_str(),
+            });
+            if let Some(min_length) = rule.min_length {
+                options["password_complexity_options"] = json!({"min_length": min_length});
+            }
+            options
         } else {
             json!({})
         };
@@ -112,7 +121,7 @@ pub(super) async fn list(
         .iter()
         .skip(offset)
         .take(per_page)
-        .map(|c| ConnectionBody::of(c, &clients).to_value())
+        .map(|c| ConnectionBody::of(c, &clients, &state.apps).to_value())
         .collect();
     let page = select_all(selection.as_ref(), page);
     Ok(paging.respond_without_length("connections", page, matching.len() as u64))
@@ -145,7 +154,7 @@ pub(super) async fn read(
         .connection_by_id(&id)
         .ok_or(DomainError::ConnectionNotFound)?;
     let clients = state.store.client_ids().await?;
-    let body = ConnectionBody::of(connection, &clients).to_value();
+    let body = ConnectionBody::of(connection, &clients, &state.apps).to_value();
     let body = select_all(selection.as_ref(), vec![body])
         .pop()
         .unwrap_or(Value::Null);

@@ -56,6 +56,11 @@ pub(super) async fn create(
         .clone();
     let now = state.clock.now_iso();
     let NewUser { user, password } = users::new_user(&body, &connection, &now)?;
+    if let Some(password) = &password
+        && !state.apps.password_rule(&connection.name).accepts(password)
+    {
+        return Err(DomainError::PasswordTooWeak.into());
+    }
     let credential = match password {
         Some(password) => Some(Credential {
             password_hash: secrets::hash(password).await?,
@@ -216,15 +221,18 @@ pub(super) async fn update(
             .user(&id)
             .await?
             .ok_or(DomainError::UserNotFound)?;
-        let is_database = user
+        let database = user
             .identities
             .first()
             .and_then(|main| state.connection_by_id(&main.connection_id))
-            .is_some_and(|c| c.is_database());
-        if !is_database {
+            .filter(|c| c.is_database());
+        let Some(database) = database else {
             return Err(Error::InvalidBody(
                 "Cannot update password for non-database connections.".into(),
             ));
+        };
+        if !state.apps.password_rule(&database.name).accepts(&password) {
+            return Err(DomainError::PasswordTooWeak.into());
         }
         patch.password_hash = Some(secrets::hash(password).await?);
     }

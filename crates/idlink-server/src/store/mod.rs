@@ -281,6 +281,14 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// PostgreSQL: how long a request waits for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: prepared statements cached per connection (`None`: sqlx's default,
+    /// 100). `Some(0)` sends every query as an unnamed statement, which a pooler in
+    /// transaction mode (PgBouncer 1.18) needs; see `docs/scaling.md`.
+    pub statement_cache_capacity: Option<usize>,
+    /// PostgreSQL: run the migrations over this URL instead (a direct connection,
+    /// when the main URL goes through a transaction pooler, which cannot hold the
+    /// migrator's session-level advisory lock).
+    pub migrate_url: Option<String>,
     /// SQLite: how hard a commit waits for the disk.
     pub sqlite_synchronous: SqliteSynchronous,
     /// Where the SQLite writer records its group commits (the server registers the
@@ -334,6 +342,8 @@ impl Default for StoreOptions {
             connect_retries: 5,
             connect_timeout: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(10),
+            statement_cache_capacity: None,
+            migrate_url: None,
             sqlite_synchronous: SqliteSynchronous::default(),
             metrics: crate::metrics::StoreMetrics::default(),
         }

@@ -246,13 +246,31 @@ impl PgStore {
                 )
             })?
             .application_name("idlink");
+        let connect = match options.statement_cache_capacity {
+            Some(capacity) => connect.statement_cache_capacity(capacity),
+            None => connect,
+        };
 
         // Migrations run on a connection of their own that is closed afterwards: the
         // advisory lock is session-level, so even a migration that fails half-way can
-        // never leave it held by a pooled connection.
+        // never leave it held by a pooled connection. Behind a transaction pooler they
+        // run over `migrate_url`, a direct connection.
+        let migrate_url = options.migrate_url.as_deref().unwrap_or(url);
+        let migrate_connect = if migrate_url == url {
+            connect.clone()
+        } else {
+            PgConnectOptions::from_str(migrate_url)
+                .map_err(|e| {
+                    Error::internal(StartError::config(format!(
+                        "invalid --db-migrate-url {}: {e}",
+                        redact_url(migrate_url)
+                    )))
+                })?
+                .application_name("idlink-migrate")
+        };
         let mut conn = connect_with_retries(
-            &connect,
-            url,
+            &migrate_connect,
+            migrate_url,
             options.connect_retries,
             options.connect_timeout,
         )

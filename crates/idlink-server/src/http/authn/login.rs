@@ -340,6 +340,11 @@ pub(super) async fn signup_submit(
     if password.len() > 1024 {
         return Ok(again(StatusCode::BAD_REQUEST, "The password is too long."));
     }
+    if !state.apps.password_rule(&connection.name).accepts(password) {
+        let rule = state.apps.password_rule(&connection.name);
+        let message = format!("Password is too weak. It needs {}.", rule.requirements());
+        return Ok(again(StatusCode::BAD_REQUEST, &message));
+    }
     let now = state.clock.now_iso();
     let body = json!({"connection": connection.name, "email": email, "password": password});
     // The same rules as POST /api/v2/users: one way users come to be.
