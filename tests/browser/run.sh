@@ -3,6 +3,7 @@
 # browser_test.mjs). Needs Debian's chromium (`apt-get install -y chromium`; CHROMIUM
 # names another binary) and npm; installs the pinned packages of package-lock.json with
 # `npm ci` (no browser download). Closes with `browser: N passed, N failed`.
+# Then ui_test.mjs drives the admin web UI at /ui/ (closing with `ui: N passed, N failed`).
 # IDLINK_BIN: use this binary instead of `cargo build -p idlink`.
 set -uo pipefail
 
@@ -74,5 +75,10 @@ curl -fsS "$base/api/v2/users" -H "authorization: Bearer $token" -H 'content-typ
 IDLINK_BASE_URL="$base" APP_PORT="$app_port" DB_EMAIL="$email" DB_PASSWORD="$password" \
     node "$here/browser_test.mjs"
 status=$?
+# The admin web UI (ui_test.mjs): screenshots into tests/browser/screenshots/.
+IDLINK_BASE_URL="$base" ADMIN_CLIENT_ID="$admin_id" ADMIN_CLIENT_SECRET="$admin_secret" ADMIN_TOKEN="$token" \
+    node "$here/ui_test.mjs"
+ui_status=$?
+[[ $status -eq 0 ]] && status=$ui_status
 [[ $status -ne 0 ]] && tail -20 "$work/server.log" >&2
 exit $status

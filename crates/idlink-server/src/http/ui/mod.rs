@@ -12,6 +12,8 @@
 //! emulator's admin client.
 
 mod audit;
+mod emulator;
+mod suggest;
 mod users;
 
 use std::collections::HashMap;
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/assets/htmx.min.js", get(htmx))
         .merge(users::router())
         .merge(audit::router())
+        .merge(suggest::router())
+        .merge(emulator::router())
         .layer(middleware::from_fn_with_state(state, headers))
 }
 
@@ -120,6 +124,8 @@ pub(crate) struct Session {
     pub client_id: String,
     scopes: Vec<String>,
     pub csrf: String,
+    /// Whether the server is the emulator (the Emulator page exists).
+    pub emulator: bool,
     /// A fresh cookie to send (automatic emulator sign-in).
     set_cookie: Option<HeaderValue>,
 }
@@ -188,6 +194,7 @@ pub(crate) async fn session(
                     client_id: client.client_id,
                     scopes: client.scopes,
                     csrf: t.csrf,
+                    emulator: state.emulator.is_some(),
                     set_cookie: None,
                 }));
             }
@@ -207,6 +214,7 @@ pub(crate) async fn session(
         client_id: client.client_id,
         scopes: client.scopes,
         csrf,
+        emulator: true,
         set_cookie: Some(session_cookie(state, &value, SESSION_LIFETIME)),
     }))
 }
@@ -373,7 +381,9 @@ pub(crate) fn page(
                     @if let Some(session) = session {
                         nav aria-label="Main" {
                             a href="/ui/users" { "Users" }
+                            a href="/ui/suggested" { "Suggested links" }
                             a href="/ui/audit" { "Audit log" }
+                            @if session.emulator { a href="/ui/emulator" { "Emulator" } }
                         }
                         form.signout method="post" action="/ui/logout" {
                             (csrf_field(session))
