@@ -415,3 +415,116 @@ async fn the_emulator_signs_a_loopback_browser_in_as_its_admin() {
     let html = response.text().await.unwrap();
     assert!(html.contains("ann@example.com"));
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_under_an_https_public_url() {
+    let server = TestServer::start_with(|config| {
+        config.public_url = Some("https://idlink.example.com".into());
+    })
+    .await;
+    let api = Api::with_server(server).await;
+    let page = browser().get(api.url("/ui/login")).send().await.unwrap();
+    let (_, header) = set_cookie(&page, "idlink_ui_csrf").unwrap();
+    assert!(header.contains("; Secure"), "{header}");
+}
+
+#[tokio::test]
+async fn the_emulator_page_calls_the_control_api() {
+    let api = emulator().await;
+    let cookie = sign_in(
+        &api,
+        &api.server.admin_client_id,
+        &api.server.admin_client_secret,
+    )
+    .await;
+    let (status, html) = get_page(&api, &cookie, "/ui/emulator").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<h1>Emulator</h1>") && html.contains(">Reset users<"));
+    let csrf = csrf_of(&html);
+    let response = post_form(
+        &api,
+        &cookie,
+        "/ui/emulator/reset-users",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Every user was deleted.")
+    );
+    assert_eq!(api.get("/api/v2/users").await.body, json!([]));
+    let response = post_form(
+        &api,
+        &cookie,
+        "/ui/emulator/reset",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        api.get("/api/v2/users")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let response = post_form(
+        &api,
+        &cookie,
+        "/ui/emulator/advance-clock",
+        &[("csrf", csrf.as_str()), ("seconds", "3600")],
+    )
+    .await;
+    assert!(response.text().await.unwrap().contains("Clock advanced."));
+    assert_eq!(
+        api.get("/idlink/v1/clock").await.body["offset_seconds"],
+        3600
+    );
+    // Without the CSRF token: refused, nothing done.
+    let response = post_form(&api, &cookie, "/ui/emulator/reset-users", &[]).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        api.get("/api/v2/users")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Not in plain serve.
+    let plain = Api::start().await;
+    let cookie = sign_in(
+        &plain,
+        &plain.server.admin_client_id,
+        &plain.server.admin_client_secret,
+    )
+    .await;
+    let (status, html) = get_page(&plain, &cookie, "/ui/users").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("/ui/emulator"));
+}
+
+#[tokio::test]
+async fn suggested_links_group_verified_duplicates() {
+    let api = emulator().await;
+    let cookie = sign_in(
+        &api,
+        &api.server.admin_client_id,
+        &api.server.admin_client_secret,
+    )
+    .await;
+    let (status, html) = get_page(&api, &cookie, "/ui/suggested").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<h1>Suggested links</h1>") && html.contains("ann@example.com"));
+    assert!(html.contains("/link/preview"), "{html}");
+    let viewer = sign_in(&api, VIEWER, VIEWER_SECRET).await;
+    let (_, html) = get_page(&api, &viewer, "/ui/suggested").await;
+    assert!(html.contains("ann@example.com") && !html.contains("/link/preview"));
+}
