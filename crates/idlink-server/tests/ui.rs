@@ -528,3 +528,56 @@ async fn suggested_links_group_verified_duplicates() {
     let (_, html) = get_page(&api, &viewer, "/ui/suggested").await;
     assert!(html.contains("ann@example.com") && !html.contains("/link/preview"));
 }
+
+#[tokio::test]
+async fn the_emulator_page_uploads_a_snapshot_file() {
+    let api = emulator().await;
+    let cookie = sign_in(
+        &api,
+        &api.server.admin_client_id,
+        &api.server.admin_client_secret,
+    )
+    .await;
+    let (_, html) = get_page(&api, &cookie, "/ui/emulator").await;
+    assert!(html.contains(">Snapshot file<"));
+    let csrf = csrf_of(&html);
+    let mut snapshot = api.get("/idlink/v1/snapshot").await.body;
+    snapshot["users"] = json!([snapshot["users"][0].clone()]);
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part(
+            "snapshot",
+            reqwest::multipart::Part::bytes(snapshot.to_string().into_bytes()).file_name("s.json"),
+        );
+    let response = browser()
+        .post(api.url("/ui/emulator/snapshot-file"))
+        .header(COOKIE, &cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.contains("Snapshot loaded."), "{text}");
+    assert_eq!(
+        api.get("/api/v2/users")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Without the token: refused.
+    let form = reqwest::multipart::Form::new().part(
+        "snapshot",
+        reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name("s.json"),
+    );
+    let response = browser()
+        .post(api.url("/ui/emulator/snapshot-file"))
+        .header(COOKIE, &cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}

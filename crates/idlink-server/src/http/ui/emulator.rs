@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ui/emulator", get(show))
+        .route("/ui/emulator/snapshot-file", post(upload))
         .route("/ui/emulator/{action}", post(act))
 }
 
@@ -69,6 +70,12 @@ async fn render(
                 }
                 p { a.button href="/idlink/v1/snapshot" download="idlink-snapshot.json" { "Download snapshot" } }
                 @if can {
+                    form method="post" action="/ui/emulator/snapshot-file" enctype="multipart/form-data" {
+                        (csrf_field(&session))
+                        label for="snapshot-file" { "Snapshot file" }
+                        input id="snapshot-file" name="snapshot" type="file" accept="application/json,.json" required;
+                        button type="submit" { "Upload snapshot file" }
+                    }
                     form method="post" action="/ui/emulator/snapshot" {
                         (csrf_field(&session))
                         label for="snapshot" { "Snapshot JSON" }
@@ -182,6 +189,43 @@ async fn act(
     let outcome = match result {
         Ok(message) => (true, message.to_owned()),
         Err(err) => (false, error_words(&err)),
+    };
+    render(&state, &headers, &connect, Some(outcome)).await
+}
+
+/// "Upload snapshot file": a multipart form with the CSRF token and the file.
+async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    connect: Peer,
+    mut multipart: Multipart,
+) -> Response {
+    let mut form = std::collections::HashMap::new();
+    let mut file = None;
+    while let Ok(Some(field)) = multipart.next_field().await {
+        let name = field.name().unwrap_or("").to_owned();
+        let Ok(bytes) = field.bytes().await else {
+            break;
+        };
+        if name == "snapshot" {
+            file = Some(bytes);
+        } else {
+            form.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    let session = match require_post(&state, &headers, &connect, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if state.emulator.is_none() || !session.can_update() {
+        return super::redirect("/ui/users");
+    }
+    let outcome = match file {
+        None => (false, "No snapshot file was sent.".to_owned()),
+        Some(bytes) => match control::put_snapshot(State(state.clone()), bytes).await {
+            Ok(_) => (true, "Snapshot loaded.".to_owned()),
+            Err(err) => (false, error_words(&err)),
+        },
     };
     render(&state, &headers, &connect, Some(outcome)).await
 }
