@@ -2,7 +2,7 @@
 // with the admin client, search a user, open it, link an account through the preview
 // and "Confirm link" (checked through the API), "Unlink" + "Confirm unlink" (the
 // recreated user checked through the API), the suggested-links page shows a seeded
-// duplicate, a CSRF-less POST is refused; axe-core on every page (no serious or
+// duplicate, a CSRF-less POST is refused, the Emulator page (EMULATOR_URL) moves the clock; axe-core on every page (no serious or
 // critical violations). Screenshots go to tests/browser/screenshots/ (not committed);
 // UI_USER_SCREENSHOT names where the user page's goes (docs/ui-user.png).
 // Closes with `ui: N passed, N failed`.
@@ -135,6 +135,22 @@ try {
   check("the audit log shows the unlink", (await page.getByText("Unlink a User Identity").count()) > 0);
   await axe(page, "Audit log");
   await shot(page, "audit");
+
+  // The Emulator page of an emulator on loopback: signed in automatically.
+  const emulator = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const epage = await emulator.newPage();
+  epage.setDefaultTimeout(20000);
+  await epage.goto(`${process.env.EMULATOR_URL}/ui/emulator`);
+  await epage.getByRole("heading", { name: "Emulator" }).waitFor();
+  check("the emulator signs a loopback browser in: the Emulator page", true);
+  await axe(epage, "Emulator");
+  await epage.getByLabel("Advance the clock by seconds").fill("7200");
+  await epage.getByRole("button", { name: "Advance the clock" }).click();
+  await epage.getByRole("status").filter({ hasText: "Clock advanced." }).waitFor();
+  const clock = await (await fetch(`${process.env.EMULATOR_URL}/idlink/v1/clock`)).json();
+  check("Advance the clock moved the emulator's clock", clock.offset_seconds === 7200, JSON.stringify(clock));
+  await shot(epage, "emulator");
+  await emulator.close();
 
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${base}/ui/users/${encodeURIComponent(primary)}`);
