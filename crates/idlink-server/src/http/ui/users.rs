@@ -222,15 +222,15 @@ fn identities_table(user: &User, session: &Session, unlink: bool) -> Markup {
                 tbody {
                     @for (i, identity) in user.identities.iter().enumerate() {
                         tr {
-                            td data-label="Provider" { (identity.provider) @if i == 0 { " " span.badge { "main" } } }
+                            td data-label="Provider" { span id={ "provider-" (i) } { (identity.provider) } @if i == 0 { " " span.badge { "main" } } }
                             td data-label="Connection" { (identity.connection) }
-                            td data-label="user_id" { code { (identity.user_id) } }
+                            td data-label="user_id" { code id={ "identity-" (i) } { (identity.user_id) } }
                             td data-label="Actions" {
                                 @if unlink && i > 0 && session.can_update() {
                                     form.inline method="get" action={ "/ui/users/" (seg(&user.user_id)) "/unlink" } {
                                         input type="hidden" name="provider" value=(identity.provider);
                                         input type="hidden" name="user_id" value=(identity.user_id.as_string());
-                                        button type="submit" aria-label={ "Unlink " (identity.provider) "|" (identity.user_id) } { "Unlink" }
+                                        button type="submit" aria-describedby={ "provider-" (i) " identity-" (i) } { "Unlink" }
                                     }
                                 }
                             }
