@@ -3,6 +3,7 @@
 # browser_test.mjs). Needs Debian's chromium (`apt-get install -y chromium`; CHROMIUM
 # names another binary) and npm; installs the pinned packages of package-lock.json with
 # `npm ci` (no browser download). Closes with `browser: N passed, N failed`.
+# Then ui_test.mjs drives the admin web UI at /ui/ (closing with `ui: N passed, N failed`).
 # IDLINK_BIN: use this binary instead of `cargo build -p idlink`.
 set -uo pipefail
 
@@ -10,8 +11,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/idlink-browser.XXXXXX")"
 server_pid=""
+emulator_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]]; then kill -TERM "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+    if [[ -n "$emulator_pid" ]]; then kill -TERM "$emulator_pid" 2>/dev/null; wait "$emulator_pid" 2>/dev/null; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,5 +77,20 @@ curl -fsS "$base/api/v2/users" -H "authorization: Bearer $token" -H 'content-typ
 IDLINK_BASE_URL="$base" APP_PORT="$app_port" DB_EMAIL="$email" DB_PASSWORD="$password" \
     node "$here/browser_test.mjs"
 status=$?
+# The admin web UI (ui_test.mjs): screenshots into tests/browser/screenshots/. An
+# emulator beside the server, for the Emulator page (signed in automatically on loopback).
+emulator_port="$(free_port)"
+RUST_LOG=warn "$bin" emulate --bind "127.0.0.1:$emulator_port" >"$work/emulator.log" 2>&1 &
+emulator_pid=$!
+emulator_url="http://127.0.0.1:$emulator_port"
+for _ in $(seq 150); do
+    curl -fsS "$emulator_url/health" >/dev/null 2>&1 && break
+    kill -0 "$emulator_pid" 2>/dev/null || { cat "$work/emulator.log"; fatal "idlink emulate exited on start"; }
+    sleep 0.1
+done
+EMULATOR_URL="$emulator_url" IDLINK_BASE_URL="$base" ADMIN_CLIENT_ID="$admin_id" ADMIN_CLIENT_SECRET="$admin_secret" ADMIN_TOKEN="$token" \
+    node "$here/ui_test.mjs"
+ui_status=$?
+[[ $status -eq 0 ]] && status=$ui_status
 [[ $status -ne 0 ]] && tail -20 "$work/server.log" >&2
 exit $status

@@ -19,6 +19,7 @@ mod error;
 mod identity;
 mod log;
 mod provider;
+pub mod suggest;
 mod token;
 mod user;
 mod user_id;

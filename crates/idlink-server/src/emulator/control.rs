@@ -116,7 +116,7 @@ fn emulator(state: &AppState) -> Result<&super::Emulator> {
 
 /// `DELETE /idlink/v1/users`: every user and identity goes; clients, connections and
 /// keys stay. The per-test reset.
-async fn delete_users(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn delete_users(State(state): State<AppState>) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     let _writing = emulator.writing.lock().await;
     let event = control_event(
@@ -131,7 +131,7 @@ async fn delete_users(State(state): State<AppState>) -> Result<Json<Value>> {
 }
 
 /// `POST /idlink/v1/reset`: back to exactly the state the emulator started with.
-async fn reset(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn reset(State(state): State<AppState>) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     let _writing = emulator.writing.lock().await;
     let target = emulator.reset_target()?;
@@ -169,7 +169,10 @@ async fn get_snapshot(
 
 /// `PUT /idlink/v1/snapshot`: replaces the tenant (validated first: a bad snapshot is a
 /// 400 naming its JSON path, and nothing changes).
-async fn put_snapshot(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
+pub(crate) async fn put_snapshot(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     let _writing = emulator.writing.lock().await;
     let result = async {
@@ -198,7 +201,7 @@ struct ClockAdvance {
     seconds: i64,
 }
 
-fn clock_answer(state: &AppState) -> Json<Value> {
+pub(crate) fn clock_answer(state: &AppState) -> Json<Value> {
     Json(json!({"offset_seconds": state.clock.offset_seconds()}))
 }
 
@@ -210,13 +213,13 @@ fn out_of_range() -> Error {
 }
 
 /// `GET /idlink/v1/clock`.
-async fn get_clock(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn get_clock(State(state): State<AppState>) -> Json<Value> {
     record(&state, Method::GET, "/idlink/v1/clock", &Ok(())).await;
     clock_answer(&state)
 }
 
 /// `PUT /idlink/v1/clock {"offset_seconds": N}`.
-async fn put_clock(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
+pub(crate) async fn put_clock(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
     let result = parse::<ClockOffset>(&body).and_then(|c| {
         state
             .clock
@@ -229,7 +232,10 @@ async fn put_clock(State(state): State<AppState>, body: Bytes) -> Result<Json<Va
 }
 
 /// `POST /idlink/v1/clock/advance {"seconds": N}`.
-async fn advance_clock(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
+pub(crate) async fn advance_clock(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>> {
     let result = parse::<ClockAdvance>(&body).and_then(|a| {
         state
             .clock
@@ -242,14 +248,14 @@ async fn advance_clock(State(state): State<AppState>, body: Bytes) -> Result<Jso
 }
 
 /// `GET /idlink/v1/faults`: the rules with their counters (`hits`, `remaining`).
-async fn get_faults(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn get_faults(State(state): State<AppState>) -> Result<Json<Value>> {
     let described = emulator(&state)?.faults.describe();
     record(&state, Method::GET, "/idlink/v1/faults", &Ok(())).await;
     Ok(Json(described))
 }
 
 /// `PUT /idlink/v1/faults {"rules": [...]}`: replaces the rules (all or none).
-async fn put_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
+pub(crate) async fn put_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     let result = parse::<FaultRules>(&body)
         .and_then(|rules| emulator.faults.set(rules.rules).map_err(Error::InvalidBody));
@@ -258,7 +264,7 @@ async fn put_faults(State(state): State<AppState>, body: Bytes) -> Result<Json<V
 }
 
 /// `DELETE /idlink/v1/faults`.
-async fn delete_faults(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn delete_faults(State(state): State<AppState>) -> Result<Json<Value>> {
     let emulator = emulator(&state)?;
     emulator.faults.clear();
     record(&state, Method::DELETE, "/idlink/v1/faults", &Ok(())).await;

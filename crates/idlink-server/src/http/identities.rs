@@ -217,28 +217,43 @@ pub(super) async fn link(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
+    let identities = perform_link(&state, &principal, &request_id, &id, &headers, &body).await?;
+    Ok((StatusCode::CREATED, Json(wire(&identities))))
+}
+
+/// A link as `POST /api/v2/users/{id}/identities` makes it, body and headers
+/// included: metrics and the audit trail (a failed attempt too) are written here, so
+/// the admin UI links through exactly this path.
+pub(crate) async fn perform_link(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Identity>> {
     let mut attempted = Attempted::default();
     let checked = link_checked(
-        &state,
-        &principal,
-        &request_id,
-        &id,
-        &headers,
-        &body,
+        state,
+        principal,
+        request_id,
+        id,
+        headers,
+        body,
         &mut attempted,
     );
     match checked.await {
         Ok(identities) => {
             state.metrics.record_identity_operation("link", None);
-            Ok((StatusCode::CREATED, Json(wire(&identities))))
+            Ok(identities)
         }
         Err(err) => {
             record_failure(
-                &state,
+                state,
                 Operation::Link,
-                &principal,
-                &request_id,
-                &id,
+                principal,
+                request_id,
+                id,
                 attempted,
                 &err,
             )
@@ -334,21 +349,21 @@ async fn resolve_link(
 
 /// The answer of a link preview.
 #[derive(Debug, serde::Serialize)]
-pub(super) struct Preview {
+pub(crate) struct Preview {
     /// The primary as it would be after the link (`GET /api/v2/users/{id}`'s shape).
-    user: idlink_types::User,
+    pub(crate) user: idlink_types::User,
     /// The link's own answer.
-    identities: Vec<UserIdentity>,
+    pub(crate) identities: Vec<UserIdentity>,
     /// The metadata the merge would throw away.
-    discarded: Discarded,
+    pub(crate) discarded: Discarded,
     /// The merge policy applied.
-    merge: MergePolicy,
+    pub(crate) merge: MergePolicy,
 }
 
 #[derive(Debug, serde::Serialize)]
-pub(super) struct Discarded {
-    user_metadata: serde_json::Map<String, Value>,
-    app_metadata: serde_json::Map<String, Value>,
+pub(crate) struct Discarded {
+    pub(crate) user_metadata: serde_json::Map<String, Value>,
+    pub(crate) app_metadata: serde_json::Map<String, Value>,
 }
 
 /// What a link with this body would do, decided by the same rule on the users as they
@@ -378,18 +393,32 @@ pub(super) async fn preview(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Preview>> {
+    Ok(Json(
+        perform_preview(&state, &principal, &id, &headers, &body).await?,
+    ))
+}
+
+/// What a link with this body would do (the preview endpoint's answer); nothing is
+/// written. Shared with the admin UI.
+pub(crate) async fn perform_preview(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Preview> {
     let mut attempted = Attempted::default();
     let (target, proof, policy) =
-        resolve_link(&state, &principal, &id, &headers, &body, &mut attempted).await?;
+        resolve_link(state, principal, id, headers, body, &mut attempted).await?;
     let primary = state
         .store
-        .user(&id)
+        .user(id)
         .await?
         .ok_or(DomainError::UserNotFound)?;
     // A linkable secondary is a standalone user, whose id its main identity names.
     let secondary = state.store.user(&target.to_user_id()).await?;
     let plan = linking::plan_link(&primary, &target, &proof, secondary.as_ref(), &policy)?;
-    Ok(Json(Preview {
+    Ok(Preview {
         user: plan.primary_after(&primary).to_wire(),
         identities: wire(&plan.identities),
         discarded: Discarded {
@@ -397,7 +426,7 @@ pub(super) async fn preview(
             app_metadata: plan.discarded.app_metadata,
         },
         merge: policy.merge,
-    }))
+    })
 }
 
 #[utoipa::path(
@@ -421,19 +450,34 @@ pub(super) async fn unlink(
     request_id: RequestId,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<UserIdentity>>> {
-    let target = IdentityKey::literal(&provider, &user_id);
+    let remaining =
+        perform_unlink(&state, &principal, &request_id, &id, &provider, &user_id).await?;
+    Ok(Json(wire(&remaining)))
+}
+
+/// An unlink as `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` makes it,
+/// audit trail and metrics included. Shared with the admin UI.
+pub(crate) async fn perform_unlink(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    id: &str,
+    provider: &str,
+    user_id: &str,
+) -> Result<Vec<Identity>> {
+    let target = IdentityKey::literal(provider, user_id);
     let attempted = || Attempted {
         request: json!({"provider": provider, "user_id": user_id}),
         secondary_user_id: Some(target.to_user_id()),
     };
-    let outcome = match principal.authorize_on(&id, SCOPES) {
+    let outcome = match principal.authorize_on(id, SCOPES) {
         Ok(()) => {
             let now = state.clock.now_iso();
             let attempt = attempted();
             let event = LogEvent::new(
                 Operation::Unlink,
                 &principal.actor(),
-                &id,
+                id,
                 attempt.secondary_user_id,
                 attempt.request,
                 StatusCode::OK.as_u16(),
@@ -443,11 +487,11 @@ pub(super) async fn unlink(
             .with_request_id(request_id.as_deref());
             let unlinked = state
                 .store
-                .unlink(&id, &target, &now, state.linking.unlink, &event)
+                .unlink(id, &target, &now, state.linking.unlink, &event)
                 .await;
             match unlinked {
                 Err(Error::Domain(DomainError::IdentityNotFound)) => {
-                    unlink_no_op(&state, &id, event).await
+                    unlink_no_op(state, id, event).await
                 }
                 other => other,
             }
@@ -457,15 +501,15 @@ pub(super) async fn unlink(
     match outcome {
         Ok(remaining) => {
             state.metrics.record_identity_operation("unlink", None);
-            Ok(Json(wire(&remaining)))
+            Ok(remaining)
         }
         Err(err) => {
             record_failure(
-                &state,
+                state,
                 Operation::Unlink,
-                &principal,
-                &request_id,
-                &id,
+                principal,
+                request_id,
+                id,
                 attempted(),
                 &err,
             )

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod openapi;
 mod paging;
 mod resource_servers;
+mod ui;
 mod users;
 mod well_known;
 
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/idlink/v1", extensions)
         .merge(authentication)
         .merge(jobs::files_router())
+        .merge(ui::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -80,7 +80,7 @@ impl Transaction {
 }
 
 /// The value of cookie `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -94,13 +94,26 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure under HTTPS.
 fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+    set_cookie_with(state, name, value, path, max_age, "Lax")
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=`same_site`, Secure under HTTPS.
+pub(crate) fn set_cookie_with(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    same_site: &str,
+) -> HeaderValue {
     let secure = if state.signin.secure_cookies {
         "; Secure"
     } else {
         ""
     };
-    let text =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let text = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
