@@ -104,3 +104,61 @@ async fn a_malformed_line_is_reported_with_its_number_and_the_rest_imported() {
     assert_eq!(user(&server, "auth0|a1").await.0, 200);
     assert_eq!(user(&server, "auth0|b1").await.0, 200);
 }
+
+#[tokio::test]
+async fn an_export_to_firebase_and_auth0_json_imports_back_as_the_same_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    let ndjson = dir.path().join("users.ndjson");
+    std::fs::write(
+        &ndjson,
+        [
+            json!({"user_id": "auth0|ada", "email": "ada@example.com", "email_verified": true,
+                "name": "Ada", "app_metadata": {"plan": "pro"},
+                "identities": [
+                    {"provider": "auth0", "user_id": "ada", "connection": "Username-Password-Authentication"},
+                    {"provider": "google-oauth2", "user_id": "1091", "connection": "google-oauth2",
+                     "isSocial": true, "profileData": {"email": "ada@gmail.com"}}]}),
+            json!({"user_id": "github|77", "email": "gh@example.com",
+                "identities": [{"provider": "github", "user_id": "77", "connection": "github", "isSocial": true}]}),
+        ]
+        .map(|u| u.to_string())
+        .join("\n"),
+    )
+    .unwrap();
+    assert_exit(
+        &idlink(&server, &["import", ndjson.to_str().unwrap()]).await,
+        0,
+    );
+
+    for format in ["firebase", "auth0-json"] {
+        let out = dir.path().join(format!("users.{format}.json"));
+        let run = idlink(
+            &server,
+            &["export", "--format", format, "--out", out.to_str().unwrap()],
+        )
+        .await;
+        assert_exit(&run, 0);
+        let written: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        if format == "firebase" {
+            let ada = &written["users"][0];
+            assert_eq!(ada["localId"], "ada", "{written}");
+            assert_eq!(ada["customAttributes"], "{\"plan\":\"pro\"}");
+            assert_eq!(ada["providerUserInfo"][1]["providerId"], "google.com");
+        } else {
+            assert_eq!(written.as_array().map(Vec::len), Some(2), "{written}");
+        }
+        // Into a fresh server (format detected): the same users, linked the same way.
+        let other = TestServer::start().await;
+        assert_exit(&idlink(&other, &["import", out.to_str().unwrap()]).await, 0);
+        for id in ["auth0|ada", "github|77"] {
+            let (before, after) = (user(&server, id).await.1, user(&other, id).await.1);
+            assert_eq!(after["identities"], before["identities"], "{format} {id}");
+            assert_eq!(after["email"], before["email"], "{format} {id}");
+            assert_eq!(
+                after["app_metadata"], before["app_metadata"],
+                "{format} {id}"
+            );
+        }
+    }
+}

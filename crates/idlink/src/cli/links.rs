@@ -24,7 +24,7 @@ use super::output::OutputArgs;
 use super::plan::{EmailNormalization, LinkGroup, Member, Plan, PrimaryRule};
 use super::suggest::{normalize_email, suggest};
 use super::target::{BULK_MAX_RETRIES, TargetArgs};
-use super::users::all_users;
+use super::transfer::{export_lines, exported_users};
 
 /// `idlink suggest-links`.
 #[derive(Debug, clap::Args)]
@@ -103,7 +103,7 @@ impl OutcomeKind {
 /// Runs `idlink suggest-links`.
 pub async fn run_suggest(args: SuggestLinksArgs) -> Result<(), CliError> {
     let client = args.target.client_retrying(BULK_MAX_RETRIES)?;
-    let users = all_users(&client, None).await?;
+    let users = every_user(&client).await?;
     let normalization = EmailNormalization {
         gmail_dots: args.gmail_dots,
     };
@@ -132,6 +132,23 @@ pub async fn run_suggest(args: SuggestLinksArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// What suggest-links reads of each user: an export job is asked for these only.
+const SUGGEST_FIELDS: &[&str] = &[
+    "user_id",
+    "email",
+    "email_verified",
+    "created_at",
+    "logins_count",
+    "identities",
+];
+
+/// Every user, read through an export job: Auth0 answers lists and searches only up to
+/// their first 1,000 results, and a duplicate beyond them would go unseen.
+async fn every_user(client: &ManagementClient) -> Result<Vec<User>, CliError> {
+    let text = exported_users(client, None, Some(SUGGEST_FIELDS)).await?;
+    export_lines(&text).collect()
 }
 
 /// Writes `text` to `path` through a temporary file beside it, so that a reader never

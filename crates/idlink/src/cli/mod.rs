@@ -7,6 +7,7 @@
 //! how to print, [`body`] how request bodies are read, [`outcome`] how a run ends.
 
 pub mod body;
+pub mod firebase;
 pub mod link;
 pub mod links;
 pub mod logs;

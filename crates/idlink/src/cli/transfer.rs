@@ -12,12 +12,15 @@ use std::io::{BufRead, IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use idlink_client::{ExportUsersParameters, ImportUsersParameters, Job, ManagementClient};
+use idlink_client::{
+    ExportField, ExportUsersParameters, ImportUsersParameters, Job, ManagementClient,
+};
 use idlink_server::jobs::split::{Piece, Splitter};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::CliError;
+use super::firebase;
 use super::target::TargetArgs;
 
 /// The formats `import` reads and `export` writes.
@@ -55,7 +58,8 @@ pub struct ImportArgs {
 /// `idlink export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The format to write (Auth0's NDJSON, with identities, by default).
+    /// The format to write: Auth0's NDJSON (with identities) by default, Auth0's
+    /// bulk-import JSON array, or Firebase's `auth:export` JSON.
     #[arg(long, value_enum, default_value = "auth0-ndjson")]
     pub format: Format,
     /// Where to write [default: standard output].
@@ -85,110 +89,6 @@ pub fn detect(head: &[u8]) -> Format {
     }
 }
 
-/// Firebase's provider ids as Auth0 connection (and provider) names.
-pub fn firebase_provider(provider_id: &str) -> Option<&'static str> {
-    Some(match provider_id {
-        "google.com" => "google-oauth2",
-        "github.com" => "github",
-        "facebook.com" => "facebook",
-        "apple.com" => "apple",
-        "twitter.com" => "twitter",
-        "microsoft.com" => "windowslive",
-        "linkedin.com" => "linkedin",
-        _ => return None,
-    })
-}
-
-/// Unix milliseconds (Firebase's `createdAt`) as Auth0's timestamp.
-fn iso_from_ms(ms: &Value) -> Option<String> {
-    let ms: i64 = match ms {
-        Value::String(s) => s.parse().ok()?,
-        Value::Number(n) => n.as_i64()?,
-        _ => return None,
-    };
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.format(&format).ok()
-}
-
-/// One Firebase user as an idlink import record: `providerUserInfo` becomes linked
-/// identities. Firebase's scrypt password hashes cannot be verified here and are left
-/// out (those users reset their password).
-pub fn firebase_record(user: &Value, connection: &str) -> Result<Value, String> {
-    let local_id = user["localId"]
-        .as_str()
-        .ok_or("a Firebase user without localId")?;
-    let mut record = Map::new();
-    let mut copy = |from: &str, to: &str| {
-        if let Some(value) = user.get(from).filter(|v| !v.is_null()) {
-            record.insert(to.to_owned(), value.clone());
-        }
-    };
-    copy("email", "email");
-    copy("emailVerified", "email_verified");
-    copy("displayName", "name");
-    copy("photoUrl", "picture");
-    copy("disabled", "blocked");
-    if let Some(created) = user.get("createdAt").and_then(iso_from_ms) {
-        record.insert("created_at".into(), created.clone().into());
-        record.insert("updated_at".into(), created.into());
-    }
-    if let Some(last) = user.get("lastSignedInAt").and_then(iso_from_ms) {
-        record.insert("last_login".into(), last.into());
-    }
-    let providers = user["providerUserInfo"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let has_password = user.get("passwordHash").is_some()
-        || providers.iter().any(|p| p["providerId"] == "password");
-    let mut identities = Vec::new();
-    if has_password || providers.is_empty() {
-        identities
-            .push(json!({"provider": "auth0", "user_id": local_id, "connection": connection}));
-    }
-    for info in &providers {
-        let Some(provider) = info["providerId"].as_str().and_then(firebase_provider) else {
-            continue;
-        };
-        let Some(raw_id) = info["rawId"].as_str() else {
-            continue;
-        };
-        let mut profile = Map::new();
-        for (from, to) in [
-            ("email", "email"),
-            ("displayName", "name"),
-            ("photoUrl", "picture"),
-        ] {
-            if let Some(value) = info.get(from).filter(|v| !v.is_null()) {
-                profile.insert(to.into(), value.clone());
-            }
-        }
-        identities.push(
-            json!({"provider": provider, "user_id": raw_id, "connection": provider,
-            "isSocial": true, "profileData": profile}),
-        );
-    }
-    if identities.is_empty() {
-        identities
-            .push(json!({"provider": "auth0", "user_id": local_id, "connection": connection}));
-    }
-    let main = &identities[0];
-    record.insert(
-        "user_id".into(),
-        format!(
-            "{}|{}",
-            main["provider"].as_str().unwrap_or("auth0"),
-            main["user_id"].as_str().unwrap_or(local_id)
-        )
-        .into(),
-    );
-    record.insert("identities".into(), Value::Array(identities));
-    Ok(Value::Object(record))
-}
-
 /// A record with the line it starts on, or why it is not one.
 type Numbered = (u64, Result<Value, String>);
 
@@ -203,7 +103,7 @@ fn records(path: &Path, format: Format, connection: &str) -> Result<Vec<Numbered
             .map_err(|e| usage(format!("{} is not Firebase JSON: {e}", path.display())))?;
         let users = document["users"].as_array().cloned().unwrap_or_default();
         for (index, user) in users.iter().enumerate() {
-            out.push((index as u64 + 1, firebase_record(user, connection)));
+            out.push((index as u64 + 1, firebase::record_of(user, connection)));
         }
         return Ok(out);
     }
@@ -484,25 +384,30 @@ async fn wait(client: &ManagementClient, job: &Job, total: u64) -> Result<Job, C
     }
 }
 
-/// Runs `idlink export`.
-pub async fn run_export(args: ExportArgs) -> Result<(), CliError> {
-    let client = args.target.client()?;
-    let connection_id = match &args.connection {
-        Some(name) => Some(connection_id(&client, name).await?),
-        None => None,
-    };
-    let format = match args.format {
-        Format::Auth0Ndjson => "json",
-        Format::Auth0Json | Format::Firebase => {
-            return Err(usage("export writes auth0-ndjson (Auth0's export format)"));
-        }
-    };
+/// Every user of the target (of one connection when given) through an export job, as
+/// Auth0's export NDJSON: the one way to read past Auth0's 1,000-result cap on lists.
+/// `fields` narrows the export to those attributes (all, with identities, on idlink
+/// when `None`).
+pub async fn exported_users(
+    client: &ManagementClient,
+    connection_id: Option<String>,
+    fields: Option<&[&str]>,
+) -> Result<Vec<u8>, CliError> {
     let job = client
         .jobs()
         .export_users(
             &ExportUsersParameters {
                 connection_id,
-                format: Some(format.into()),
+                format: Some("json".into()),
+                fields: fields.map(|names| {
+                    names
+                        .iter()
+                        .map(|name| ExportField {
+                            name: (*name).to_owned(),
+                            export_as: None,
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             },
             None,
@@ -522,6 +427,66 @@ pub async fn run_export(args: ExportArgs) -> Result<(), CliError> {
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut text)
         .map_err(|e| usage(format!("the export file is not gzip: {e}")))?;
+    Ok(text)
+}
+
+/// The users of an NDJSON export, one a line, as `T` (a JSON value or a typed user).
+pub fn export_lines<T: serde::de::DeserializeOwned>(
+    text: &[u8],
+) -> impl Iterator<Item = Result<T, CliError>> + '_ {
+    text.split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| {
+                usage(format!(
+                    "the export file has a line that is not a user: {e}"
+                ))
+            })
+        })
+}
+
+/// An NDJSON export rewritten in `format`; with the number of identities left out
+/// (Firebase cannot hold some).
+fn convert_export(text: Vec<u8>, format: Format) -> Result<(Vec<u8>, usize), CliError> {
+    match format {
+        Format::Auth0Ndjson => Ok((text, 0)),
+        Format::Auth0Json => {
+            let users = export_lines::<Value>(&text).collect::<Result<Vec<_>, _>>()?;
+            let mut out = serde_json::to_vec_pretty(&users).map_err(|e| usage(e.to_string()))?;
+            out.push(b'\n');
+            Ok((out, 0))
+        }
+        Format::Firebase => {
+            let mut users = Vec::new();
+            let mut left_out = 0;
+            for user in export_lines::<Value>(&text) {
+                let (user, missing) = firebase::user_of(&user?).map_err(usage)?;
+                users.push(user);
+                left_out += missing;
+            }
+            let mut out = serde_json::to_vec_pretty(&json!({"users": users}))
+                .map_err(|e| usage(e.to_string()))?;
+            out.push(b'\n');
+            Ok((out, left_out))
+        }
+    }
+}
+
+/// Runs `idlink export`.
+pub async fn run_export(args: ExportArgs) -> Result<(), CliError> {
+    let client = args.target.client()?;
+    let connection_id = match &args.connection {
+        Some(name) => Some(connection_id(&client, name).await?),
+        None => None,
+    };
+    let text = exported_users(&client, connection_id, None).await?;
+    let (text, left_out) = convert_export(text, args.format)?;
+    if left_out > 0 {
+        eprintln!(
+            "{left_out} identities were left out: Firebase holds one password per user and \
+             only the providers it has ids for"
+        );
+    }
     match &args.out {
         Some(path) => std::fs::write(path, &text)
             .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?,
@@ -541,23 +506,5 @@ mod tests {
         assert_eq!(detect(b"  [{\"email\": 1}]"), Format::Auth0Json);
         assert_eq!(detect(b"{ \"users\": []}"), Format::Firebase);
         assert_eq!(detect(b"{\"user_id\": \"a\"}\n"), Format::Auth0Ndjson);
-    }
-
-    #[test]
-    fn firebase_provider_info_becomes_linked_identities() {
-        let user = json!({"localId": "fb1", "email": "a@example.com", "emailVerified": true,
-            "passwordHash": "x", "createdAt": "1700000000000",
-            "providerUserInfo": [{"providerId": "google.com", "rawId": "109", "email": "a@gmail.com",
-                "displayName": "Ada"}, {"providerId": "password", "rawId": "a@example.com"}]});
-        let record = firebase_record(&user, "Username-Password-Authentication").unwrap();
-        assert_eq!(record["user_id"], "auth0|fb1");
-        assert_eq!(record["identities"][1]["provider"], "google-oauth2");
-        assert_eq!(record["identities"][1]["profileData"]["name"], "Ada");
-        assert_eq!(record["created_at"], "2023-11-14T22:13:20.000Z");
-        let social_only = json!({"localId": "fb2", "providerUserInfo": [{"providerId": "github.com", "rawId": "7"}]});
-        assert_eq!(
-            firebase_record(&social_only, "db").unwrap()["user_id"],
-            "github|7"
-        );
     }
 }
