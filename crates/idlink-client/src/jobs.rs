@@ -121,6 +121,10 @@ pub struct ImportUsersParameters {
     pub external_id: Option<String>,
     /// Ask Auth0 to email a summary when done.
     pub send_completion_email: bool,
+    /// idlink's extension: if any record is refused, the job takes out every user it
+    /// created and fails, so the import lands whole or not at all (not with `upsert`).
+    /// Sent only when true; a real Auth0 tenant has no such option.
+    pub all_or_nothing: bool,
 }
 
 /// The body of [`JobsClient::export_users`].
@@ -225,6 +229,9 @@ impl<'a> JobsClient<'a> {
             );
         if let Some(external_id) = params.external_id {
             form = form.text("external_id", external_id);
+        }
+        if params.all_or_nothing {
+            form = form.text("all_or_nothing", "true");
         }
         let form = form.part("users", part);
         let inner = &self.client.inner;

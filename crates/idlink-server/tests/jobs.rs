@@ -323,3 +323,74 @@ async fn a_job_needs_its_scope() {
         .await;
     reply.assert_error(401, "invalid_token");
 }
+
+#[tokio::test]
+async fn an_all_or_nothing_import_with_a_refused_record_leaves_no_user_behind() {
+    let api = Api::start().await;
+    let owner = api
+        .social_user("github", json!(4242), "octo@example.com")
+        .await;
+    let (users_before, identities_before) =
+        (rows(&api, "users").await, rows(&api, "identities").await);
+    // 1,200 good records (three batches of the runner), then one whose github identity
+    // another user owns: the whole import is undone.
+    let good: String = (0..1200)
+        .map(|i| format!("{{\"email\": \"u{i}@example.com\", \"user_id\": \"aon{i}\"}}\n"))
+        .collect();
+    let refused = format!(
+        "{{\"email\": \"c@example.com\", \"identities\": [{{\"provider\": \"auth0\", \"user_id\": \"c1\", \"connection\": \"{DB}\"}}, {{\"provider\": \"github\", \"user_id\": 4242, \"connection\": \"github\"}}]}}\n"
+    );
+    let fields = |upsert: bool| {
+        vec![
+            ("connection_id", connection_id(&api, DB)),
+            ("upsert", upsert.to_string()),
+            ("all_or_nothing", "true".to_owned()),
+        ]
+    };
+    let (status, body) = post_import(
+        &api,
+        format!("{good}{refused}").into_bytes(),
+        &fields(false),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let job = finished(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("all_or_nothing")),
+        "{job}"
+    );
+    assert_eq!(
+        job["summary"],
+        json!({"failed": 1, "updated": 0, "inserted": 0, "total": 1201}),
+        "{job}"
+    );
+    let errors = job_errors(&api, job["id"].as_str().unwrap()).await;
+    assert_eq!(errors[0]["line"], 1201, "{errors:?}");
+    assert_eq!(errors[0]["errors"][0]["code"], "IDENTITY_CONFLICT");
+    assert_eq!(rows(&api, "users").await, users_before);
+    assert_eq!(rows(&api, "identities").await, identities_before);
+    assert_eq!(rows(&api, "job_created").await, 0);
+    assert_eq!(api.user("auth0|aon0").await.status, 404);
+    assert_eq!(api.user(&owner).await.status, 200);
+
+    // Without the refused record, all of it lands.
+    let (status, body) = post_import(&api, good.into_bytes(), &fields(false)).await;
+    assert_eq!(status, 201, "{body}");
+    let job = finished(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["summary"]["inserted"], 1200, "{job}");
+    assert_eq!(api.user("auth0|aon1199").await.status, 200);
+
+    // Updates cannot be undone by deleting: the combination is refused up front.
+    let (status, body) = post_import(&api, b"{}\n".to_vec(), &fields(true)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("all_or_nothing")),
+        "{body}"
+    );
+}

@@ -162,3 +162,36 @@ async fn an_export_to_firebase_and_auth0_json_imports_back_as_the_same_users() {
         }
     }
 }
+
+#[tokio::test]
+async fn all_or_nothing_imports_nothing_when_a_record_is_malformed_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start().await;
+    let file = dir.path().join("users.ndjson");
+    let good = "{\"email\": \"a@example.com\", \"user_id\": \"a1\"}\n";
+    std::fs::write(&file, format!("{good}{{\"email\": oops}}\n")).unwrap();
+    let path = file.to_str().unwrap();
+    let run = idlink(&server, &["import", path, "--all-or-nothing"]).await;
+    assert_exit(&run, 4);
+    assert!(
+        stderr(&run).contains("nothing was sent"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(user(&server, "auth0|a1").await.0, 404);
+
+    // Refused by the server (the second record's user id is the first's): undone.
+    std::fs::write(&file, format!("{good}{good}")).unwrap();
+    let run = idlink(&server, &["import", path, "--all-or-nothing"]).await;
+    assert_exit(&run, 4);
+    assert!(stderr(&run).contains("line 2"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("no user was imported"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(user(&server, "auth0|a1").await.0, 404);
+
+    let run = idlink(&server, &["import", path, "--all-or-nothing", "--upsert"]).await;
+    assert_exit(&run, 2);
+}

@@ -158,7 +158,7 @@ async fn job_body(state: &AppState, job: &JobRow) -> Result<Value> {
     post,
     path = "/api/v2/jobs/users-imports",
     tag = "jobs",
-    request_body(content = ImportForm, content_type = "multipart/form-data", description = "`users`: the file (Auth0's JSON array, or NDJSON; records may carry idlink's `identities`); `connection_id`; `upsert`; `external_id`; `send_completion_email`"),
+    request_body(content = ImportForm, content_type = "multipart/form-data", description = "`users`: the file (Auth0's JSON array, or NDJSON; records may carry idlink's `identities`); `connection_id`; `upsert`; `external_id`; `send_completion_email`; idlink's `all_or_nothing` (a refused record undoes the whole import; not with `upsert`)"),
     responses((status = 201, description = "The import job, pending"), super::openapi::ApiErrors),
     security(("bearer" = ["create:users"]))
 )]
@@ -180,7 +180,7 @@ pub(super) async fn create_import(
     let job_id = crate::domain::ids::job_id();
     let created_at = crate::clock::now_iso();
     let (mut connection_id, mut external_id) = (None, None);
-    let (mut upsert, mut send_completion_email) = (false, false);
+    let (mut upsert, mut send_completion_email, mut all_or_nothing) = (false, false, false);
     let mut got_file = false;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_owned();
@@ -257,6 +257,8 @@ pub(super) async fn create_import(
             "connection_id" => connection_id = Some(text.trim().to_owned()),
             "external_id" => external_id = Some(text),
             "upsert" => upsert = boolean_field("upsert", &text)?,
+            // idlink's extension: a refused record undoes the whole import.
+            "all_or_nothing" => all_or_nothing = boolean_field("all_or_nothing", &text)?,
             "send_completion_email" => {
                 send_completion_email = boolean_field("send_completion_email", &text)?;
             }
@@ -281,7 +283,16 @@ pub(super) async fn create_import(
         .connection_by_id(&connection_id)
         .ok_or(Error::InexistentConnection)?
         .clone();
-    let params = json!({"upsert": upsert, "send_completion_email": send_completion_email});
+    if all_or_nothing && upsert {
+        // An update cannot be taken back by deleting what the job created.
+        return Err(invalid(
+            "Payload validation error: all_or_nothing cannot be combined with upsert.",
+        ));
+    }
+    let mut params = json!({"upsert": upsert, "send_completion_email": send_completion_email});
+    if all_or_nothing {
+        params["all_or_nothing"] = true.into();
+    }
     jobs.run(JobOp::Activate {
         job_id: job_id.clone(),
         connection_id: Some(connection.id.clone()),
@@ -480,6 +491,8 @@ pub(super) struct ImportForm {
     upsert: Option<bool>,
     external_id: Option<String>,
     send_completion_email: Option<bool>,
+    /// idlink: a refused record undoes the whole import (not with `upsert`).
+    all_or_nothing: Option<bool>,
 }
 
 /// The body of an export request (for the OpenAPI document).

@@ -72,7 +72,8 @@ async fn run(state: AppState) {
                     other => Err(Error::internal(format!("unknown job type {other}"))),
                 };
                 let (status, failure) = match outcome {
-                    Ok(()) => ("completed", None),
+                    Ok(None) => ("completed", None),
+                    Ok(Some(reason)) => ("failed", Some(reason)),
                     Err(Error::Internal(err)) if err.to_string().contains("lease was lost") => {
                         tracing::warn!(job_id, "job taken over by another runner");
                         continue;
@@ -170,7 +171,14 @@ fn item_of(
     }
 }
 
-async fn import(state: &AppState, job: &JobRow) -> Result<()> {
+/// How a job that ran to its end ended: `None` completed, `Some(reason)` failed
+/// without an error of the runner's own (an all-or-nothing import that was undone).
+type Ending = Option<String>;
+
+/// Users taken out per transaction when an all-or-nothing import is undone.
+const UNDO_BATCH: i64 = 500;
+
+async fn import(state: &AppState, job: &JobRow) -> Result<Ending> {
     let jobs = Jobs(state.store.as_ref());
     let connection = job
         .connection_id
@@ -179,6 +187,7 @@ async fn import(state: &AppState, job: &JobRow) -> Result<()> {
         .ok_or(Error::InexistentConnection)?
         .clone();
     let upsert = job.params["upsert"].as_bool().unwrap_or(false);
+    let all_or_nothing = job.params["all_or_nothing"].as_bool().unwrap_or(false);
     let mut splitter = Splitter::new(MAX_RECORD_BYTES);
     let mut pieces = Vec::new();
     let mut items = Vec::with_capacity(BATCH_RECORDS);
@@ -207,20 +216,62 @@ async fn import(state: &AppState, job: &JobRow) -> Result<()> {
             }
             items.push(item_of(state, piece, seq, &connection, &now));
             if items.len() >= BATCH_RECORDS {
-                commit(state, job, upsert, &mut items, &mut done, seen).await?;
+                commit(
+                    state,
+                    job,
+                    (upsert, all_or_nothing),
+                    &mut items,
+                    &mut done,
+                    seen,
+                )
+                .await?;
             }
         }
     }
     if !items.is_empty() || done < seen {
-        commit(state, job, upsert, &mut items, &mut done, seen).await?;
+        commit(
+            state,
+            job,
+            (upsert, all_or_nothing),
+            &mut items,
+            &mut done,
+            seen,
+        )
+        .await?;
     }
-    Ok(())
+    if all_or_nothing {
+        return undo_if_refused(state, job).await;
+    }
+    Ok(None)
+}
+
+/// An all-or-nothing import with a refused record takes out every user it created
+/// (in batches, each renewing the lease: a runner that dies midway leaves the job to
+/// another, which finds every record done and carries on undoing) and fails.
+async fn undo_if_refused(state: &AppState, job: &JobRow) -> Result<Ending> {
+    let jobs = Jobs(state.store.as_ref());
+    let failed = jobs.get(&job.job_id).await?.map_or(0, |row| row.failed);
+    if failed == 0 {
+        return Ok(None);
+    }
+    while jobs
+        .changed(JobOp::Undo {
+            job_id: job.job_id.clone(),
+            owner: state.jobs.instance.clone(),
+            lease_until: now_ms() + lease_ms(state),
+            limit: UNDO_BATCH,
+        })
+        .await?
+    {}
+    Ok(Some(format!(
+        "all_or_nothing: {failed} record(s) refused (see the job's errors), so no user was imported"
+    )))
 }
 
 async fn commit(
     state: &AppState,
     job: &JobRow,
-    upsert: bool,
+    (upsert, remember_created): (bool, bool),
     items: &mut Vec<ImportItem>,
     done: &mut i64,
     seen: i64,
@@ -232,6 +283,7 @@ async fn commit(
         records_before: *done,
         records_after: seen,
         upsert,
+        remember_created,
         items: std::mem::take(items),
         now: crate::clock::now_iso(),
     };
@@ -305,8 +357,7 @@ fn csv_cell(value: Option<&Value>) -> String {
     }
 }
 
-async fn export(state: &AppState, job: &JobRow) -> Result<()> {
-    let jobs = Jobs(state.store.as_ref());
+async fn export(state: &AppState, job: &JobRow) -> Result<Ending> {
     let csv = job.params["format"].as_str() == Some("csv");
     let fields = export_fields(&job.params).filter(|f| !f.is_empty());
     let limit = job.params["limit"].as_u64();
@@ -393,8 +444,7 @@ async fn export(state: &AppState, job: &JobRow) -> Result<()> {
     }
     let data = gz.finish().map_err(Error::internal)?;
     put(state, job, seq, data).await?;
-    let _ = jobs;
-    Ok(())
+    Ok(None)
 }
 
 async fn put(state: &AppState, job: &JobRow, seq: i64, data: Vec<u8>) -> Result<()> {

@@ -75,6 +75,9 @@ pub struct ImportBatch {
     /// `records_done` after this batch.
     pub records_after: i64,
     pub upsert: bool,
+    /// An all-or-nothing import: each user inserted is remembered (`job_created`) so
+    /// that [`JobOp::Undo`] can take it out again.
+    pub remember_created: bool,
     pub items: Vec<ImportItem>,
     pub now: String,
 }
@@ -131,6 +134,15 @@ pub enum JobOp {
         status: &'static str,
         failure: Option<String>,
         now: String,
+    },
+    /// Deletes up to `limit` of the users an all-or-nothing import created (their
+    /// identities with them) and takes them off its `inserted`; answers whether it
+    /// deleted any, so the runner repeats it until nothing is left.
+    Undo {
+        job_id: String,
+        owner: String,
+        lease_until: i64,
+        limit: i64,
     },
     /// Gives up the lease (graceful shutdown): the job is pending again.
     Release {

@@ -49,8 +49,12 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Update users that exist instead of reporting them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all_or_nothing")]
     pub upsert: bool,
+    /// Import every user or none: a refused record undoes the whole import (idlink
+    /// only; a malformed file is refused before anything is sent).
+    #[arg(long)]
+    pub all_or_nothing: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -189,6 +193,11 @@ pub async fn run_import(args: ImportArgs) -> Result<(), CliError> {
         || (args.target.url.is_none()
             && std::env::var("IDLINK_URL").is_err()
             && std::env::var("AUTH0_DOMAIN").is_ok());
+    if auth0 && args.all_or_nothing {
+        return Err(usage(
+            "--all-or-nothing needs an idlink server: Auth0's import jobs have no such option",
+        ));
+    }
     let records = records(&args.file, format, &args.connection)?;
     let (mut valid, mut invalid) = (0u64, 0u64);
     let mut links = Vec::new();
@@ -229,6 +238,14 @@ pub async fn run_import(args: ImportArgs) -> Result<(), CliError> {
     }
     out.flush().map_err(|e| usage(e.to_string()))?;
     drop(out);
+    if args.all_or_nothing && invalid > 0 && !args.dry_run {
+        let _ = std::fs::remove_file(&staged);
+        eprintln!("--all-or-nothing: {invalid} records refused, so nothing was sent");
+        return Err(CliError::Partial {
+            failed: invalid as usize,
+            total: records.len(),
+        });
+    }
     if args.dry_run {
         let _ = std::fs::remove_file(&staged);
         println!(
@@ -289,6 +306,13 @@ pub async fn run_import(args: ImportArgs) -> Result<(), CliError> {
                     .join("; ")
             );
         }
+    }
+    if job.status == "failed" && args.all_or_nothing && summary.failed > 0 {
+        eprintln!("--all-or-nothing: the job was undone, no user was imported");
+        return Err(CliError::Partial {
+            failed,
+            total: records.len(),
+        });
     }
     if job.status == "failed" {
         return Err(usage(format!(
@@ -353,6 +377,7 @@ async fn start(
             ImportUsersParameters {
                 connection_id: connection_id(client, &args.connection).await?,
                 upsert: args.upsert,
+                all_or_nothing: args.all_or_nothing,
                 ..Default::default()
             },
         )

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Cell, Failure, INSERT_USER, Outcome, Param, Tx, WRITE_USER, user_params};
+use super::{Cell, DELETE_USER, Failure, INSERT_USER, Outcome, Param, Tx, WRITE_USER, user_params};
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::error::Error;
 use crate::jobs::record_error;
@@ -54,6 +54,12 @@ const FINISH: &str = "UPDATE jobs SET status = ?, failure = ?, completed_at = ?,
      AND status = 'processing'";
 const RELEASE: &str = "UPDATE jobs SET status = 'pending', lease_owner = NULL, \
      lease_until = NULL WHERE lease_owner = ? AND status = 'processing'";
+const REMEMBER_CREATED: &str = "INSERT INTO job_created (job_id, user_id) VALUES (?, ?)";
+const CREATED_USERS: &str =
+    "SELECT user_id FROM job_created WHERE job_id = ? ORDER BY user_id LIMIT ?";
+const DELETE_IDENTITIES_OF: &str = "DELETE FROM identities WHERE owner_user_id = ?";
+const FORGET_CREATED: &str = "DELETE FROM job_created WHERE job_id = ? AND user_id = ?";
+const UNCOUNT_INSERTED: &str = "UPDATE jobs SET inserted = inserted - ? WHERE job_id = ?";
 const ENSURE_SETTING: &str =
     "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING";
 const SELECT_SETTING: &str = "SELECT value FROM settings WHERE key = ?";
@@ -221,6 +227,43 @@ pub async fn run<T: Tx>(tx: &mut T, op: &JobOp) -> Outcome<JobReply, T> {
             tx.flush().await.map_err(db)?;
             Ok(JobReply::Done)
         }
+        JobOp::Undo {
+            job_id,
+            owner,
+            lease_until,
+            limit,
+        } => {
+            if !renew(tx, job_id, owner, *lease_until).await? {
+                return Err(lease_lost());
+            }
+            let rows = tx
+                .fetch(CREATED_USERS, vec![job_id.into(), Param::Int(*limit)])
+                .await
+                .map_err(db)?;
+            let mut deleted = 0i64;
+            for row in rows {
+                let user_id = Cells(row.into_iter()).text()?;
+                // Identities are deleted explicitly, as by the emulator's wipe, so a
+                // backend without enforced foreign keys keeps none behind.
+                tx.execute(DELETE_IDENTITIES_OF, vec![(&user_id).into()])
+                    .await
+                    .map_err(db)?;
+                tx.execute(DELETE_USER, vec![(&user_id).into()])
+                    .await
+                    .map_err(db)?;
+                tx.execute(FORGET_CREATED, vec![job_id.into(), (&user_id).into()])
+                    .await
+                    .map_err(db)?;
+                deleted += 1;
+            }
+            if deleted > 0 {
+                tx.execute(UNCOUNT_INSERTED, vec![Param::Int(deleted), job_id.into()])
+                    .await
+                    .map_err(db)?;
+            }
+            tx.flush().await.map_err(db)?;
+            Ok(JobReply::Changed(deleted > 0))
+        }
         JobOp::Finish {
             job_id,
             owner,
@@ -376,6 +419,14 @@ async fn import_batch<T: Tx>(tx: &mut T, batch: &ImportBatch) -> Outcome<JobRepl
                 .await?
             {
                 Written::Inserted => {
+                    if batch.remember_created {
+                        tx.execute(
+                            REMEMBER_CREATED,
+                            vec![(&batch.job_id).into(), (&user.user_id).into()],
+                        )
+                        .await
+                        .map_err(db)?;
+                    }
                     inserted += 1;
                     continue;
                 }
