@@ -3,6 +3,7 @@
 //! references — its own store without HTTP (the ceiling) and the Firebase Auth
 //! Emulator — in one invocation. See `docs/performance.md`.
 
+pub mod apply_links;
 pub mod ceiling;
 pub mod compare;
 pub mod cpu;

@@ -42,6 +42,47 @@ enum Command {
     /// identity) into idlink on SQLite through the jobs API, export them again, and
     /// insert the same rows on one plain SQLite connection (the ceiling), as JSON.
     Import(ImportArgs),
+    /// Run the real `idlink suggest-links` and `idlink apply-links` over N duplicate
+    /// pairs on idlink (SQLite, no rate limit) beside plain link calls on the same
+    /// server, then apply-links under Auth0 Free's rate limit (finishes, links once), as
+    /// JSON.
+    ApplyLinks(ApplyLinksArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApplyLinksArgs {
+    /// The idlink binary (default: built by cargo, beside this executable); it is both
+    /// the server and the CLI.
+    #[arg(long, env = "IDLINK_BENCH_BIN")]
+    idlink_bin: Option<PathBuf>,
+    /// Duplicate pairs to link without a rate limit.
+    #[arg(long, default_value_t = 10_000)]
+    pairs: usize,
+    /// Duplicate pairs to link under `--rate-limit free` (0 leaves that part out).
+    #[arg(long, default_value_t = 20)]
+    free_pairs: usize,
+    /// apply-links' `--concurrency`, and the plain calls' concurrency.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+async fn run_apply_links(args: ApplyLinksArgs) -> Result<Vec<BenchResult>, String> {
+    let bin = idlink_bench::targets::idlink_binary(args.idlink_bin)?;
+    let rows =
+        idlink_bench::apply_links::run(&bin, args.pairs, args.free_pairs, args.concurrency).await?;
+    print_rows("apply_links", &rows);
+    Ok(Vec::new())
+}
+
+/// The rows on stderr one a line, then one JSON document on stdout.
+fn print_rows(name: &str, rows: &[serde_json::Value]) {
+    for row in rows {
+        eprintln!("{row}");
+    }
+    println!(
+        "{}",
+        serde_json::json!({name: rows, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
+    );
 }
 
 #[derive(Debug, Args)]
@@ -57,13 +98,7 @@ struct ImportArgs {
 async fn run_import(args: ImportArgs) -> Result<Vec<BenchResult>, String> {
     let bin = idlink_bench::targets::idlink_binary(args.idlink_bin)?;
     let rows = idlink_bench::import::run(&bin, args.users).await?;
-    for row in &rows {
-        eprintln!("{row}");
-    }
-    println!(
-        "{}",
-        serde_json::json!({"import": rows, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
-    );
+    print_rows("import", &rows);
     Ok(Vec::new())
 }
 
@@ -288,6 +323,7 @@ fn main() -> ExitCode {
                 Some(Command::Compare(args)) => run_compare(args).await,
                 Some(Command::Startup(args)) => run_startup(args).await,
                 Some(Command::Import(args)) => run_import(args).await,
+                Some(Command::ApplyLinks(args)) => run_apply_links(args).await,
                 None => run_one(cli.run).await,
             }
         };

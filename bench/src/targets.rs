@@ -70,6 +70,15 @@ pub struct IdlinkChild {
 /// Starts `bin serve` on a free port, on `database_url` or a fresh SQLite file in a
 /// temporary folder.
 pub async fn start_idlink(bin: &Path, database_url: Option<&str>) -> Result<IdlinkChild, String> {
+    start_idlink_with(bin, database_url, &[]).await
+}
+
+/// [`start_idlink`] with further `serve` flags (e.g. `--rate-limit free`).
+pub async fn start_idlink_with(
+    bin: &Path,
+    database_url: Option<&str>,
+    extra_args: &[&str],
+) -> Result<IdlinkChild, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let db = database_url.map_or_else(
         || format!("sqlite://{}", dir.path().join("idlink.db").display()),
@@ -79,6 +88,7 @@ pub async fn start_idlink(bin: &Path, database_url: Option<&str>) -> Result<Idli
     let mut command = Command::new(bin);
     command
         .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db", &db])
+        .args(extra_args)
         .env("IDLINK_ADMIN_CLIENT_ID", BENCH_CLIENT_ID)
         .env("IDLINK_ADMIN_CLIENT_SECRET", BENCH_CLIENT_SECRET)
         .current_dir(dir.path());

@@ -96,18 +96,23 @@ async fn every_scenario_runs_without_errors() {
     assert!(idlink_bench::raw::all_unlinked(&path).unwrap());
 }
 
-/// The import bench end to end, small: the import job, the export job and the ceiling
-/// all complete (the `idlink` binary is the one `cargo test --workspace` builds for the
-/// `idlink` crate's own tests).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_import_bench_imports_exports_and_measures_its_ceiling() {
+/// The `idlink` binary `cargo test --workspace` builds for the `idlink` crate's tests.
+fn idlink_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
         .and_then(|d| d.parent())
         .unwrap()
         .join("idlink");
-    let bin = idlink_bench::targets::idlink_binary(Some(bin)).unwrap();
+    idlink_bench::targets::idlink_binary(Some(bin)).unwrap()
+}
+
+/// The import bench end to end, small: the import job, the export job and the ceiling
+/// all complete (the `idlink` binary is the one `cargo test --workspace` builds for the
+/// `idlink` crate's own tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_bench_imports_exports_and_measures_its_ceiling() {
+    let bin = idlink_bin();
     let rows = idlink_bench::import::run(&bin, 300)
         .await
         .expect("import bench");
@@ -117,4 +122,17 @@ async fn the_import_bench_imports_exports_and_measures_its_ceiling() {
         rows.iter()
             .all(|r| r["users_per_sec"].as_f64().unwrap() > 0.0)
     );
+}
+
+/// The apply-links bench, small: every pair linked by the real CLI, the plain calls
+/// measured, and under Auth0 Free's rate limit every pair linked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apply_links_bench_links_every_pair_and_once_under_the_free_limit() {
+    let rows = idlink_bench::apply_links::run(&idlink_bin(), 30, 3, 4)
+        .await
+        .expect("apply-links bench");
+    println!("{rows:?}");
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["links_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[1]["correct"], true, "{}", rows[1]);
 }
