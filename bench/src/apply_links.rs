@@ -191,7 +191,7 @@ async fn plain_links(
                 client
                     .users()
                     .identities()
-                    .link(&format!("auth0|{}", database_id(i)), request, None)
+                    .link(format!("auth0|{}", database_id(i)), request, None)
                     .await
                     .map_err(|e| e.to_string())?;
             }
