@@ -23,6 +23,13 @@ fn iso(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
+/// A Unix time in milliseconds, as Auth0 writes timestamps.
+pub fn iso_from_unix_ms(ms: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    iso(at)
+}
+
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()

@@ -179,6 +179,49 @@ pub struct TenantConfig {
     /// Seconds a runner's claim on a job lasts unrenewed (default 30): how soon a job
     /// whose instance died is resumed by another.
     pub job_lease: Option<f64>,
+    /// Link events: the outbox, its retention and delivery (`docs/events.md`).
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Where link events are sent, signed per Standard Webhooks (`docs/events.md`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[events]`: off unless enabled or a webhook is configured (then idlink answers
+/// exactly as Auth0 and writes no outbox rows).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Write the outbox and serve `GET /idlink/v1/events` (default: true when
+    /// `[[webhooks]]` are configured, else false).
+    pub enabled: Option<bool>,
+    /// Seconds an event is kept once no delivery waits for it (default 7 days).
+    pub retention: Option<f64>,
+    /// Attempts before a delivery is dead (default 10).
+    pub max_attempts: Option<i64>,
+    /// Seconds before the first retry, doubling each time (default 1).
+    pub retry_initial: Option<f64>,
+    /// Longest wait between retries, seconds (default 3600).
+    pub retry_max: Option<f64>,
+    /// Seconds a receiver has to answer (default 10); then the attempt failed.
+    pub delivery_timeout: Option<f64>,
+    /// Seconds between looks for due deliveries and new events from other instances
+    /// (default 1; this instance's own events wake it at once).
+    pub poll: Option<f64>,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (http or https); it also names the webhook in the
+    /// deliveries API, so each URL appears once.
+    pub url: String,
+    /// The event types sent (empty: all).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// `whsec_` + base64 of 24 to 64 random bytes (Standard Webhooks' secret format).
+    pub secret: String,
 }
 
 impl TenantConfig {
@@ -202,6 +245,11 @@ impl TenantConfig {
             }
         }
         Ok(settings)
+    }
+
+    /// The link events' settings, defaults filled in (the config was validated).
+    pub fn event_settings(&self) -> Result<crate::events::EventSettings, String> {
+        crate::events::EventSettings::from_config(&self.events, &self.webhooks)
     }
 
     /// The connection limits, defaults filled in.
@@ -499,6 +547,7 @@ impl TenantConfig {
                 ));
             }
         }
+        crate::events::EventSettings::from_config(&self.events, &self.webhooks)?;
         let mut client_ids = std::collections::HashSet::new();
         for (i, client) in self.clients.iter().enumerate() {
             if !client_ids.insert(client.client_id.as_str()) {

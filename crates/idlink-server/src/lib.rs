@@ -14,6 +14,7 @@ pub mod connections;
 pub mod domain;
 pub mod emulator;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

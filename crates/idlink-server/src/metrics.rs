@@ -56,6 +56,13 @@ pub struct RefusalLabels {
     pub route: String,
 }
 
+/// The label set of webhook delivery attempts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// `delivered`, `failed` (retried later) or `dead`.
+    pub outcome: &'static str,
+}
+
 /// The SQLite writer's group commits. Cloning shares the underlying series, so the
 /// store records into the histograms the registry renders.
 #[derive(Debug, Clone)]
@@ -103,6 +110,7 @@ pub struct Metrics {
     identity_operations: Family<IdentityOpLabels, Counter>,
     token_grants: Family<GrantLabels, Counter>,
     rate_limit_refusals: Family<RefusalLabels, Counter>,
+    webhook_deliveries: Family<DeliveryLabels, Counter>,
     pool_open: Gauge,
     pool_idle: Gauge,
     pool_in_use: Gauge,
@@ -157,6 +165,12 @@ impl Metrics {
             "Requests refused with 429 by a rate limit, by route template",
             rate_limit_refusals.clone(),
         );
+        let webhook_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed and retried, dead)",
+            webhook_deliveries.clone(),
+        );
         let (pool_open, pool_idle, pool_in_use, pool_max) = Default::default();
         registry.register(
             "db_pool_connections_open",
@@ -196,6 +210,7 @@ impl Metrics {
             identity_operations,
             token_grants,
             rate_limit_refusals,
+            webhook_deliveries,
             pool_open,
             pool_idle,
             pool_in_use,
@@ -244,6 +259,13 @@ impl Metrics {
                 operation,
                 outcome: error_code.unwrap_or("success"),
             })
+            .inc();
+    }
+
+    /// Records one webhook delivery attempt's outcome.
+    pub fn record_webhook_delivery(&self, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&DeliveryLabels { outcome })
             .inc();
     }
 

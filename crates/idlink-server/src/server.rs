@@ -164,6 +164,10 @@ impl Server {
                 client_secrets.remember(&admin.client_id, secret, &hash);
             }
         }
+        let events = Arc::new(crate::events::EventsState::new(
+            config.tenant.event_settings()?,
+            &public_url,
+        ));
         let state = AppState {
             tokens: Tokens::new(tenant, keys, store.clone()).with_clock(clock.clone()),
             store,
@@ -205,6 +209,7 @@ impl Server {
             clock,
             emulator,
             jobs: Arc::new(crate::jobs::JobsState::new(config.tenant.job_settings()?)),
+            events,
             metrics: Arc::new(Metrics::new(config.store.metrics.clone())),
         };
         Ok(Self {
@@ -266,6 +271,8 @@ impl Server {
         // Import and export jobs run while the server does (stopped, and the running
         // job handed back, when serving ends).
         let _jobs = crate::jobs::runner::Runner::spawn(&self.state);
+        // Webhook deliveries run while the server does, when events are on.
+        let _deliverer = crate::events::deliverer::Deliverer::spawn(&self.state);
         let _metrics = self
             .metrics_listener
             .map(|(listener, _)| MetricsServer::spawn(listener, &self.state));

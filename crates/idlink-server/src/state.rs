@@ -40,6 +40,8 @@ pub struct AppState {
     pub emulator: Option<Arc<crate::emulator::Emulator>>,
     /// The jobs API: settings, this instance's runner name, the download-link key.
     pub jobs: Arc<crate::jobs::JobsState>,
+    /// Link events: settings, webhooks, the wake-up of the deliverer and streams.
+    pub events: Arc<crate::events::EventsState>,
     /// What `GET /metrics` renders (on the `--metrics-bind` listener).
     pub metrics: crate::metrics::SharedMetrics,
 }

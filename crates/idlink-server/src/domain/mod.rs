@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod invented;
 pub mod linking;

@@ -277,6 +277,7 @@ async fn link_checked(
         resolve_link(state, principal, id, headers, body, attempted).await?;
     // A successful link makes the secondary (whose main identity is the target) part
     // of the primary; the event is written in the link's own transaction.
+    let now = state.clock.now_iso();
     let event = LogEvent::new(
         Operation::Link,
         &principal.actor(),
@@ -285,10 +286,19 @@ async fn link_checked(
         attempted.request.clone(),
         StatusCode::CREATED.as_u16(),
         None,
-        &state.clock.now_iso(),
+        &now,
     )
     .with_request_id(request_id.as_deref());
-    state.store.link(id, &target, &proof, &policy, &event).await
+    let secondary = attempted.secondary_user_id.as_deref();
+    let alongside = state
+        .events
+        .alongside(Some(event), |f| f.linked(id, secondary, &target, &now));
+    let identities = state
+        .store
+        .link(id, &target, &proof, &policy, &alongside)
+        .await?;
+    state.events.committed(&alongside.events);
+    Ok(identities)
 }
 
 /// Everything a link decides before it touches the store: the caller may act on `id`,
@@ -485,13 +495,22 @@ pub(crate) async fn perform_unlink(
                 &now,
             )
             .with_request_id(request_id.as_deref());
+            let new_user_id = target.to_user_id();
+            // Kept for the no-op answer, which records the attempt on its own.
+            let alongside = state.events.alongside(Some(event.clone()), |f| {
+                f.unlinked(id, &new_user_id, &target, &now)
+            });
             let unlinked = state
                 .store
-                .unlink(id, &target, &now, state.linking.unlink, &event)
+                .unlink(id, &target, &now, state.linking.unlink, &alongside)
                 .await;
             match unlinked {
                 Err(Error::Domain(DomainError::IdentityNotFound)) => {
                     unlink_no_op(state, id, event).await
+                }
+                Ok(remaining) => {
+                    state.events.committed(&alongside.events);
+                    Ok(remaining)
                 }
                 other => other,
             }

@@ -3,6 +3,7 @@
 pub mod authn;
 mod connections;
 mod content_type;
+mod events;
 pub mod extract;
 pub mod faults;
 mod fields;
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
     // idlink's own API beside Auth0's: the same authentication and rate limits.
     let mut extensions = Router::new()
         .merge(identities::extension_router())
+        .merge(events::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::middleware,

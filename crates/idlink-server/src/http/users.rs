@@ -69,7 +69,12 @@ pub(super) async fn create(
         }),
         None => None,
     };
-    state.store.create_user(&user, credential.as_ref()).await?;
+    let alongside = state.events.alongside(None, |f| f.created(&user, &now));
+    state
+        .store
+        .create_user(&user, credential.as_ref(), &alongside)
+        .await?;
+    state.events.committed(&alongside.events);
     Ok((StatusCode::CREATED, Json(user.to_wire())))
 }
 
@@ -214,7 +219,8 @@ pub(super) async fn update(
     RawBody(body): RawBody,
 ) -> Result<Json<User>> {
     principal.require_any(&["update:users"])?;
-    let (mut patch, password) = UserPatch::from_body(&parse_payload(&headers, &body)?)?;
+    let payload = parse_payload(&headers, &body)?;
+    let (mut patch, password) = UserPatch::from_body(&payload)?;
     if let Some(password) = password {
         let user = state
             .store
@@ -236,10 +242,21 @@ pub(super) async fn update(
         }
         patch.password_hash = Some(secrets::hash(password).await?);
     }
+    let now = state.clock.now_iso();
+    let attributes = || {
+        payload
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let alongside = state
+        .events
+        .alongside(None, |f| f.updated(&id, attributes(), &now));
     let user = state
         .store
-        .update_user(&id, &patch, &state.clock.now_iso())
+        .update_user(&id, &patch, &now, &alongside)
         .await?;
+    state.events.committed(&alongside.events);
     Ok(Json(user.to_wire()))
 }
 
@@ -261,6 +278,10 @@ pub(super) async fn remove(
 ) -> Result<StatusCode> {
     principal.require_any(&["delete:users"])?;
     // Like Auth0, deleting a user that does not exist is not an error.
-    state.store.delete_user(&id).await?;
+    let now = state.clock.now_iso();
+    let alongside = state.events.alongside(None, |f| f.deleted(&id, &now));
+    if state.store.delete_user(&id, &alongside).await? {
+        state.events.committed(&alongside.events);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

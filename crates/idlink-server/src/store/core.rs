@@ -14,10 +14,12 @@ use crate::domain::linking::{self, LinkPlan, LinkProof, LinkingPolicy, UnlinkMod
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::domain::users::UserPatch;
 use crate::error::Error;
-use crate::store::{ClientRecord, SigningKey, StoredUser, TenantWrite};
+use crate::store::{Alongside, ClientRecord, SigningKey, StoredUser, TenantWrite};
 
 use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_metadata_text};
 
+/// The link events' flows (outbox, deliveries), over the same [`Tx`].
+pub mod events;
 /// The jobs API's flows (imports, exports), over the same [`Tx`].
 pub mod jobs;
 
@@ -299,15 +301,24 @@ pub async fn insert_log<T: Tx>(tx: &mut T, event: &LogEvent) -> Outcome<(), T> {
         .map_err(Failure::Db)
 }
 
+/// Writes what goes beside a change (its audit event, its link events) in the change's
+/// transaction: the one place every write flow records them.
+pub async fn write_alongside<T: Tx>(tx: &mut T, alongside: &Alongside) -> Result<(), T::DbError> {
+    if let Some(audit) = &alongside.audit {
+        tx.execute(INSERT_LOG, log_params(audit)).await?;
+    }
+    events::append(tx, &alongside.events).await
+}
+
 /// Links the standalone user whose main identity is `target` into `primary_id`;
-/// returns the primary's identities. `audit` is written in the same transaction.
+/// returns the primary's identities. `alongside` is written in the same transaction.
 pub async fn link<T: Tx>(
     tx: &mut T,
     primary_id: &str,
     target: &IdentityKey,
     proof: &LinkProof,
     policy: &LinkingPolicy,
-    audit: &LogEvent,
+    alongside: &Alongside,
 ) -> Outcome<Vec<Identity>, T> {
     let (primary, secondary) = if T::ROW_LOCKS {
         // Read what the locks now hold stable: the primary and the locked owner.
@@ -323,7 +334,7 @@ pub async fn link<T: Tx>(
     };
     let primary = primary.ok_or(DomainError::UserNotFound)?;
     let plan = linking::plan_link(&primary, target, proof, secondary.as_ref(), policy)?;
-    apply_link(tx, &primary.user_id, &plan, audit)
+    apply_link(tx, &primary.user_id, &plan, alongside)
         .await
         .map_err(Failure::Db)?;
     Ok(plan.identities)
@@ -371,7 +382,7 @@ async fn apply_link<T: Tx>(
     tx: &mut T,
     primary_id: &str,
     plan: &LinkPlan,
-    audit: &LogEvent,
+    alongside: &Alongside,
 ) -> Result<(), T::DbError> {
     for (offset, identity) in plan.moved.iter().enumerate() {
         let params = vec![
@@ -395,21 +406,25 @@ async fn apply_link<T: Tx>(
         tx.execute(WRITE_METADATA, params).await?;
     }
     // The audit event's date is the link's instant (on the server's clock).
-    tx.execute(TOUCH_USER, vec![(&audit.date).into(), primary_id.into()])
+    let date = alongside
+        .audit
+        .as_ref()
+        .map_or_else(crate::clock::now_iso, |audit| audit.date.clone());
+    tx.execute(TOUCH_USER, vec![(&date).into(), primary_id.into()])
         .await?;
-    tx.execute(INSERT_LOG, log_params(audit)).await?;
+    write_alongside(tx, alongside).await?;
     tx.flush().await
 }
 
 /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns the
-/// primary's remaining identities. `audit` is written in the same transaction.
+/// primary's remaining identities. `alongside` is written in the same transaction.
 pub async fn unlink<T: Tx>(
     tx: &mut T,
     primary_id: &str,
     target: &IdentityKey,
     now: &str,
     mode: UnlinkMode,
-    audit: &LogEvent,
+    alongside: &Alongside,
 ) -> Outcome<Vec<Identity>, T> {
     // Only the primary needs a lock: the recreated user is new.
     if T::ROW_LOCKS && !tx.lock_user(primary_id).await.map_err(Failure::Db)? {
@@ -421,7 +436,7 @@ pub async fn unlink<T: Tx>(
         .ok_or(DomainError::UserNotFound)?;
     let plan = linking::plan_unlink(&primary, target, now, mode)?;
     let gap = position(plan.position)?;
-    apply_unlink(tx, &primary.user_id, &plan, gap, now, audit)
+    apply_unlink(tx, &primary.user_id, &plan, gap, now, alongside)
         .await
         .map_err(Failure::Db)?;
     Ok(plan.remaining)
@@ -433,7 +448,7 @@ async fn apply_unlink<T: Tx>(
     plan: &UnlinkPlan,
     gap: i64,
     now: &str,
-    audit: &LogEvent,
+    alongside: &Alongside,
 ) -> Result<(), T::DbError> {
     tx.execute(INSERT_USER.as_str(), user_params(&plan.new_user))
         .await?;
@@ -451,16 +466,18 @@ async fn apply_unlink<T: Tx>(
         .await?;
     tx.execute(TOUCH_USER, vec![now.into(), primary_id.into()])
         .await?;
-    tx.execute(INSERT_LOG, log_params(audit)).await?;
+    write_alongside(tx, alongside).await?;
     tx.flush().await
 }
 
-/// Applies `patch` to the user under lock; returns the user as written.
+/// Applies `patch` to the user under lock; returns the user as written. `alongside`
+/// is written in the same transaction.
 pub async fn update_user<T: Tx>(
     tx: &mut T,
     user_id: &str,
     patch: &UserPatch,
     now: &str,
+    alongside: &Alongside,
 ) -> Outcome<UserRecord, T> {
     if T::ROW_LOCKS && !tx.lock_user(user_id).await.map_err(Failure::Db)? {
         return Err(DomainError::UserNotFound.into());
@@ -471,6 +488,8 @@ pub async fn update_user<T: Tx>(
         .ok_or(DomainError::UserNotFound)?;
     patch.apply(&mut user, now);
     write_user(tx, &user, patch).await.map_err(Failure::Db)?;
+    write_alongside(tx, alongside).await.map_err(Failure::Db)?;
+    tx.flush().await.map_err(Failure::Db)?;
     Ok(user)
 }
 

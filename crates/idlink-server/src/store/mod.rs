@@ -3,6 +3,7 @@
 //! outcome in the same transaction.
 
 mod core;
+pub mod events;
 mod filters;
 pub mod grants;
 pub mod jobs;
@@ -23,6 +24,33 @@ use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
 pub use grants::{Rotation, StoredCode, StoredRefresh, StoredSession};
+
+/// What a change writes beside itself, in its own transaction (so the change is never
+/// without them, nor they without the change), through [`core::write_alongside`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Alongside {
+    /// The audit log event; `None` where Auth0 logs nothing (user create, update,
+    /// delete).
+    pub audit: Option<LogEvent>,
+    /// Link events for the outbox (`docs/events.md`); empty when events are off.
+    pub events: Vec<crate::domain::events::OutboxEvent>,
+}
+
+impl Alongside {
+    /// An audit event alone.
+    pub fn audit(audit: LogEvent) -> Self {
+        Self {
+            audit: Some(audit),
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds the outbox events.
+    pub fn with_events(mut self, events: Vec<crate::domain::events::OutboxEvent>) -> Self {
+        self.events = events;
+        self
+    }
+}
 
 /// An RS256 signing key as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -165,16 +193,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put_client(&self, client: &ClientRecord) -> Result<()>;
 
     /// Creates a user with its single main identity; [`domain::error::Error::UserExists`](crate::domain::error::Error::UserExists) when the
-    /// identity, user id or login name is taken.
-    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()>;
+    /// identity, user id or login name is taken. `alongside` is written in the same
+    /// transaction.
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        credential: Option<&Credential>,
+        alongside: &Alongside,
+    ) -> Result<()>;
     /// One user with its identities.
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     /// A page of users and the total matching.
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)>;
     /// Applies a patch under lock; [`domain::error::Error::UserNotFound`](crate::domain::error::Error::UserNotFound) when missing.
-    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord>;
-    /// Deletes a user and every identity linked to it; false when it did not exist.
-    async fn delete_user(&self, user_id: &str) -> Result<bool>;
+    /// `alongside` is written in the same transaction.
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: &str,
+        alongside: &Alongside,
+    ) -> Result<UserRecord>;
+    /// Deletes a user and every identity linked to it; false when it did not exist
+    /// (then `alongside` is not written either).
+    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool>;
 
     /// The database identity signing in as `login` (email or username, any case).
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>>;
@@ -185,26 +227,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// returns the primary's identities. See [`crate::domain::linking::plan_link`], which
     /// gets `proof` and decides on the rows as loaded inside the transaction.
     /// `policy` says what becomes of the secondary's metadata (and whether a restoring
-    /// unlink's snapshot is kept). `audit` is written in the same transaction, so a link
-    /// is never without its record.
+    /// unlink's snapshot is kept). `alongside` (audit event, link events) is written in
+    /// the same transaction, so a link is never without its record.
     async fn link(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         proof: &LinkProof,
         policy: &LinkingPolicy,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>>;
     /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns
     /// the primary's remaining identities (`mode`: as Auth0, or restoring the user as it
-    /// was). `audit` is written in the same transaction.
+    /// was). `alongside` is written in the same transaction.
     async fn unlink(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
         mode: UnlinkMode,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>>;
 
     /// The whole tenant (users with identities and credentials, clients, connections,
@@ -245,6 +287,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// One operation of the jobs API, in one transaction (see [`jobs::Jobs`] for the
     /// typed calls).
     async fn job_op(&self, op: &jobs::JobOp) -> Result<jobs::JobReply>;
+
+    /// One operation on the link events' outbox and deliveries, in one transaction
+    /// (see [`events::Events`] for the typed calls).
+    async fn event_op(&self, op: &events::EventOp) -> Result<events::EventReply>;
 }
 
 /// Opens the store a database URL names (`sqlite://…`, `postgres://…` or

@@ -36,7 +36,8 @@ use super::rows::{
 };
 use super::search_sql::Dialect;
 use super::{
-    ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows, TenantWrite,
+    Alongside, ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows,
+    TenantWrite,
 };
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
@@ -787,7 +788,12 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        credential: Option<&Credential>,
+        alongside: &Alongside,
+    ) -> Result<()> {
         let identity = user
             .identities
             .first()
@@ -795,7 +801,11 @@ impl Store for PgStore {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| { create_user_once(conn, user, identity, credential) }
+            |conn| async move {
+                create_user_once(conn, user, identity, credential).await?;
+                core::write_alongside(&mut PgTx(conn), alongside).await?;
+                Ok::<(), Attempt>(())
+            }
         )
     }
 
@@ -844,20 +854,34 @@ impl Store for PgStore {
         Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
     }
 
-    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: &str,
+        alongside: &Alongside,
+    ) -> Result<UserRecord> {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move { core::update_user(&mut PgTx(conn), user_id, patch, now).await }
+            |conn| async move {
+                core::update_user(&mut PgTx(conn), user_id, patch, now, alongside).await
+            }
         )
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<bool> {
-        let deleted = transaction!(self, OnUnique::Internal, |conn| execute(
-            conn,
-            sqlx::query("DELETE FROM users WHERE user_id = $1").bind(user_id)
-        ))?;
-        Ok(deleted > 0)
+    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            let deleted = execute(
+                conn,
+                sqlx::query("DELETE FROM users WHERE user_id = $1").bind(user_id),
+            )
+            .await?;
+            if deleted > 0 {
+                core::write_alongside(&mut PgTx(conn), alongside).await?;
+            }
+            Ok::<bool, Attempt>(deleted > 0)
+        })
     }
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
@@ -894,7 +918,7 @@ impl Store for PgStore {
         target: &IdentityKey,
         proof: &LinkProof,
         policy: &LinkingPolicy,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         // A unique violation here can only come from a race the locks did not order
         // (e.g. on an engine with different locking); the retry sees the winner, and
@@ -903,7 +927,15 @@ impl Store for PgStore {
             self,
             OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
             |conn| async move {
-                core::link(&mut PgTx(conn), primary_id, target, proof, policy, audit).await
+                core::link(
+                    &mut PgTx(conn),
+                    primary_id,
+                    target,
+                    proof,
+                    policy,
+                    alongside,
+                )
+                .await
             }
         )
     }
@@ -914,13 +946,13 @@ impl Store for PgStore {
         target: &IdentityKey,
         now: &str,
         mode: UnlinkMode,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
             |conn| async move {
-                core::unlink(&mut PgTx(conn), primary_id, target, now, mode, audit).await
+                core::unlink(&mut PgTx(conn), primary_id, target, now, mode, alongside).await
             }
         )
     }
@@ -1135,6 +1167,15 @@ impl Store for PgStore {
     async fn job_op(&self, op: &crate::store::jobs::JobOp) -> Result<crate::store::jobs::JobReply> {
         transaction!(self, OnUnique::Internal, |conn| async move {
             core::jobs::run(&mut PgTx(conn), op).await
+        })
+    }
+
+    async fn event_op(
+        &self,
+        op: &crate::store::events::EventOp,
+    ) -> Result<crate::store::events::EventReply> {
+        transaction!(self, OnUnique::Internal, |conn| async move {
+            core::events::run(&mut PgTx(conn), op).await
         })
     }
 

@@ -28,7 +28,8 @@ use super::rows::{
 use super::search_sql::Dialect;
 use super::sqlite_writer::Writer;
 use super::{
-    ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows, TenantWrite,
+    Alongside, ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows,
+    TenantWrite,
 };
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
@@ -624,7 +625,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        credential: Option<&Credential>,
+        alongside: &Alongside,
+    ) -> Result<()> {
+        let alongside = alongside.clone();
         let identity = user
             .identities
             .first()
@@ -659,7 +666,12 @@ impl Store for SqliteStore {
                     ])
                 })
                 .map_err(unique_as(taken()))?;
-                Ok(())
+                drive(conn, async |tx| {
+                    core::write_alongside(tx, &alongside)
+                        .await
+                        .map_err(Failure::Db)
+                })
+                .map_err(|failure| settle(failure, Error::internal("unique violation in an event")))
             })
             .await
     }
@@ -707,12 +719,19 @@ impl Store for SqliteStore {
         Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
     }
 
-    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: &str,
+        alongside: &Alongside,
+    ) -> Result<UserRecord> {
         let (user_id, patch, now) = (user_id.to_owned(), patch.clone(), now.to_owned());
+        let alongside = alongside.clone();
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::update_user(tx, &user_id, &patch, &now).await
+                    core::update_user(tx, &user_id, &patch, &now, &alongside).await
                 })
                 // The credential's login email may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
@@ -720,15 +739,27 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<bool> {
+    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
         let user_id = user_id.to_owned();
+        let alongside = alongside.clone();
         self.writer
             .run(move |conn| {
                 let deleted = conn
                     .prepare_cached(core::DELETE_USER)
                     .and_then(|mut s| s.execute([&user_id]))
                     .map_err(internal)?;
-                Ok(deleted > 0)
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                drive(conn, async |tx| {
+                    core::write_alongside(tx, &alongside)
+                        .await
+                        .map_err(Failure::Db)
+                })
+                .map_err(|failure| {
+                    settle(failure, Error::internal("unique violation in an event"))
+                })?;
+                Ok(true)
             })
             .await
     }
@@ -769,14 +800,14 @@ impl Store for SqliteStore {
         target: &IdentityKey,
         proof: &LinkProof,
         policy: &LinkingPolicy,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (proof, policy, audit) = (proof.clone(), *policy, audit.clone());
+        let (proof, policy, alongside) = (proof.clone(), *policy, alongside.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::link(tx, &primary_id, &target, &proof, &policy, &audit).await
+                    core::link(tx, &primary_id, &target, &proof, &policy, &alongside).await
                 })
                 // Link's writes only fail on a broken database.
                 .map_err(|failure| settle(failure, Error::internal("unique violation in a link")))
@@ -790,14 +821,14 @@ impl Store for SqliteStore {
         target: &IdentityKey,
         now: &str,
         mode: UnlinkMode,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (now, audit) = (now.to_owned(), audit.clone());
+        let (now, alongside) = (now.to_owned(), alongside.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::unlink(tx, &primary_id, &target, &now, mode, &audit).await
+                    core::unlink(tx, &primary_id, &target, &now, mode, &alongside).await
                 })
                 // Unlink recreates a user, whose id may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
@@ -1056,6 +1087,23 @@ impl Store for SqliteStore {
             .run(move |conn| {
                 drive(conn, async |tx| core::jobs::run(tx, &op).await).map_err(|failure| {
                     settle(failure, Error::internal("unique violation in a job"))
+                })
+            })
+            .await
+    }
+
+    async fn event_op(
+        &self,
+        op: &crate::store::events::EventOp,
+    ) -> Result<crate::store::events::EventReply> {
+        let op = op.clone();
+        self.writer
+            .run(move |conn| {
+                drive(conn, async |tx| core::events::run(tx, &op).await).map_err(|failure| {
+                    settle(
+                        failure,
+                        Error::internal("unique violation in an event operation"),
+                    )
                 })
             })
             .await

@@ -357,8 +357,13 @@ pub(super) async fn signup_submit(
         login_email: user.profile.email.as_deref().map(str::to_lowercase),
         login_username: None,
     };
-    match state.store.create_user(&user, Some(&credential)).await {
-        Ok(()) => {}
+    let alongside = state.events.alongside(None, |f| f.created(&user, &now));
+    match state
+        .store
+        .create_user(&user, Some(&credential), &alongside)
+        .await
+    {
+        Ok(()) => state.events.committed(&alongside.events),
         Err(Error::Domain(crate::domain::Error::UserExists)) => {
             return Ok(again(StatusCode::CONFLICT, "The user already exists."));
         }
@@ -462,8 +467,12 @@ pub(super) async fn provider_submit(
                 Ok(new) => new,
                 Err(err) => return Ok(again(StatusCode::BAD_REQUEST, &err.to_string())),
             };
-            match state.store.create_user(&user, None).await {
-                Ok(()) => Some((user.user_id.clone(), false)),
+            let alongside = state.events.alongside(None, |f| f.created(&user, &now));
+            match state.store.create_user(&user, None, &alongside).await {
+                Ok(()) => {
+                    state.events.committed(&alongside.events);
+                    Some((user.user_id.clone(), false))
+                }
                 // Created by a concurrent first sign-in: use that one.
                 Err(Error::Domain(crate::domain::Error::UserExists)) => {
                     state.store.identity_login(&key).await?

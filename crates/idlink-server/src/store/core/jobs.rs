@@ -354,7 +354,7 @@ async fn load_job<T: Tx>(tx: &mut T, job_id: &str) -> Outcome<Option<JobRow>, T>
 }
 
 /// Reads a row's cells in order.
-struct Cells(std::vec::IntoIter<Cell>);
+pub(super) struct Cells(pub(super) std::vec::IntoIter<Cell>);
 
 impl Cells {
     fn next(&mut self) -> Result<Cell, Error> {
@@ -363,7 +363,7 @@ impl Cells {
             .ok_or_else(|| Error::internal("a job row has fewer columns than expected"))
     }
 
-    fn opt_text(&mut self) -> Result<Option<String>, Error> {
+    pub(super) fn opt_text(&mut self) -> Result<Option<String>, Error> {
         match self.next()? {
             Cell::Null => Ok(None),
             Cell::Text(text) => Ok(Some(text)),
@@ -371,12 +371,12 @@ impl Cells {
         }
     }
 
-    fn text(&mut self) -> Result<String, Error> {
+    pub(super) fn text(&mut self) -> Result<String, Error> {
         self.opt_text()?
             .ok_or_else(|| Error::internal("expected text, found NULL"))
     }
 
-    fn int(&mut self) -> Result<i64, Error> {
+    pub(super) fn int(&mut self) -> Result<i64, Error> {
         match self.next()? {
             Cell::Int(n) => Ok(n),
             other => Err(Error::internal(format!(

@@ -5,6 +5,8 @@
 //! fresh PostgreSQL database (`idlink_t_…`) on the server `IDLINK_TEST_POSTGRES_URL`
 //! names, and drops it when the test server is dropped, so tests stay parallel.
 
+mod webhooks;
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
@@ -14,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::server::Server;
 use crate::state::AppState;
+pub use webhooks::{Received, WebhookReceiver};
 
 /// Admin credentials every test server pins.
 pub const TEST_ADMIN_CLIENT_ID: &str = "idlink-test-admin";
