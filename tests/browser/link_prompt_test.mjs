@@ -16,6 +16,7 @@ const password = process.env.DB_PASSWORD;
 const linkUser = { email: process.env.LINK_EMAIL, id: process.env.LINK_USER_ID };
 const declineUser = { email: process.env.DECLINE_EMAIL, id: process.env.DECLINE_USER_ID };
 const here = new URL(".", import.meta.url).pathname;
+const axeSource = await readFile(here + "node_modules/axe-core/axe.min.js", "utf8");
 
 let passed = 0;
 let failed = 0;
@@ -54,6 +55,15 @@ const googleSignIn = async (page, googleId, user) => {
   await page.getByRole("heading", { name: "Link your accounts" }).waitFor();
 };
 
+// axe-core on the offer page: no serious or critical accessibility violations.
+const axe = async (page, name) => {
+  await page.evaluate(axeSource + ";0");
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(`axe: no serious or critical violations on ${name}`, bad.length === 0,
+    JSON.stringify(bad.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) }))));
+};
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -65,6 +75,7 @@ try {
   await googleSignIn(linking, "20666000111", linkUser);
   const offer = await linking.locator("main").textContent();
   check("the offer names the account's email", offer.includes(linkUser.email), offer);
+  await axe(linking, "Link your accounts");
   await linking.getByLabel("Password", { exact: true }).fill("wrong-password-1");
   await linking.getByRole("button", { name: "Link accounts" }).click();
   const alert = await linking.getByRole("alert").textContent();
