@@ -497,3 +497,32 @@ async fn with_the_default_setting_no_sign_in_ever_offers_to_link() {
     let page = browser.confirm("password", common::PASSWORD).await;
     assert_eq!(page.status, 400, "{}", page.text);
 }
+
+#[tokio::test]
+async fn a_link_refused_after_the_second_sign_in_links_nothing_and_is_recorded() {
+    let api = start(AtSignIn::Prompt).await;
+    let db = api.db_user(EMAIL).await;
+    let mut browser = Browser::new(&api);
+    let offer = browser.google_sign_in("g-10", EMAIL, true).await;
+    assert_offer(&offer, "password");
+    // The secondary (the newer Google user) is blocked while the page is open.
+    let google = "google-oauth2|g-10";
+    let blocked = api
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v2/users/{}", enc(google)),
+            Some(json!({"blocked": true})),
+        )
+        .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.body);
+    let page = browser.confirm("password", common::PASSWORD).await;
+    assert_eq!(page.status, 409, "{}", page.text);
+    assert!(page.text.contains("Nothing was linked"), "{}", page.text);
+    assert!(!page.text.contains("code="), "no code for the application");
+    assert_eq!(identity_count(&api, &db).await, 1);
+    assert_eq!(identity_count(&api, google).await, 1);
+    let refused = events(&api, "fapi").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["user_id"], db);
+    assert_eq!(refused[0]["details"]["request"]["body"]["at_sign_in"], true);
+}

@@ -10,6 +10,8 @@
 //! token as every login form does. A wrong second password puts a fresh offer (new
 //! secret) back, counting the attempt.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,7 +26,7 @@ use super::{
 use crate::auth::{secrets, signin};
 use crate::domain::audit::{Actor, LogEvent, Operation, Outcome};
 use crate::domain::linking::LinkProof;
-use crate::domain::model::{Connection, UserRecord};
+use crate::domain::model::{Connection, IdentityKey, UserRecord};
 use crate::domain::sign_in_linking::{AtSignIn, link_candidate, primary_and_secondary};
 use crate::domain::users::UserQuery;
 use crate::error::{Error, Result};
@@ -296,20 +298,25 @@ pub(super) async fn link_submit(
     let Some(target) = secondary.identities.first().map(|i| i.key()) else {
         return Err(Error::internal("a user without identities"));
     };
-    let event = LogEvent::new(
-        Operation::Link,
-        &Actor {
-            client_id: Some(offer.tx.client_id.clone()),
-            sub: offer.user_id.clone(),
-            scope: String::new(),
-        },
-        &primary.user_id,
-        Some(secondary.user_id.clone()),
-        json!({"provider": target.provider, "user_id": target.user_id, "at_sign_in": true}),
-        StatusCode::CREATED.as_u16(),
-        None,
-        &state.clock.now_iso(),
-    );
+    let actor = Actor {
+        client_id: Some(offer.tx.client_id.clone()),
+        sub: offer.user_id.clone(),
+        scope: String::new(),
+    };
+    let request =
+        json!({"provider": target.provider, "user_id": target.user_id, "at_sign_in": true});
+    let link_event = |status: StatusCode, error: Option<(&str, &str)>| {
+        LogEvent::new(
+            Operation::Link,
+            &actor,
+            &primary.user_id,
+            Some(secondary.user_id.clone()),
+            request.clone(),
+            status.as_u16(),
+            error,
+            &state.clock.now_iso(),
+        )
+    };
     // Both accounts were signed in to, which is what a `link_with` ID token proves: the
     // same rules apply (a blocked secondary is refused), with the tenant's merge policy.
     let linked = state
@@ -319,23 +326,24 @@ pub(super) async fn link_submit(
             &target,
             &LinkProof::IdToken,
             &state.linking,
-            &event,
+            &link_event(StatusCode::CREATED, None),
         )
         .await;
     if let Err(err) = linked {
-        let (_, code) = err.status_and_code();
+        let (status, code) = err.status_and_code();
+        let code = code.unwrap_or("server_error");
+        let message = err.public_message();
+        state.metrics.record_identity_operation("link", Some(code));
         state
-            .metrics
-            .record_identity_operation("link", Some(code.unwrap_or("server_error")));
+            .store
+            .record_log(&link_event(status, Some((code, &message))))
+            .await?;
         return Ok(clearing_cookie(
             &state,
             error_page(
                 StatusCode::CONFLICT,
                 "The accounts could not be linked",
-                &format!(
-                    "{} Nothing was linked. Start again from the application.",
-                    err.public_message()
-                ),
+                &format!("{message} Nothing was linked. Start again from the application."),
             ),
         ));
     }
@@ -353,7 +361,7 @@ const TOO_MANY_TRIES: &str = "Too many tries. Continue without linking, or start
 /// ID of its main identity (what the emulated provider page signs in with).
 async fn proves_other(
     state: &AppState,
-    form: &std::collections::HashMap<String, String>,
+    form: &HashMap<String, String>,
     connection: &Connection,
     other: &UserRecord,
     email: &str,
@@ -374,7 +382,7 @@ async fn proves_other(
         );
     }
     let entered = form.get("user_id").map_or("", |s| s.trim());
-    let key = crate::domain::model::IdentityKey::new(&connection.strategy, entered);
+    let key = IdentityKey::new(&connection.strategy, entered);
     Ok(!entered.is_empty()
         && !other.blocked
         && other.identities.first().is_some_and(|main| main.is(&key)))
