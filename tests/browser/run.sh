@@ -3,7 +3,9 @@
 # browser_test.mjs). Needs Debian's chromium (`apt-get install -y chromium`; CHROMIUM
 # names another binary) and npm; installs the pinned packages of package-lock.json with
 # `npm ci` (no browser download). Closes with `browser: N passed, N failed`.
-# Then ui_test.mjs drives the admin web UI at /ui/ (closing with `ui: N passed, N failed`).
+# Then ui_test.mjs drives the admin web UI at /ui/ (closing with `ui: N passed, N failed`),
+# and link_prompt_test.mjs linking at sign-in on a second server configured with
+# `[linking] at_sign_in = "prompt"` (closing with `link-prompt: N passed, N failed`).
 # IDLINK_BIN: use this binary instead of `cargo build -p idlink`.
 set -uo pipefail
 
@@ -12,8 +14,10 @@ root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/idlink-browser.XXXXXX")"
 server_pid=""
 emulator_pid=""
+prompt_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]]; then kill -TERM "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+    if [[ -n "$prompt_pid" ]]; then kill -TERM "$prompt_pid" 2>/dev/null; wait "$prompt_pid" 2>/dev/null; fi
     if [[ -n "$emulator_pid" ]]; then kill -TERM "$emulator_pid" 2>/dev/null; wait "$emulator_pid" 2>/dev/null; fi
     rm -rf "$work"
 }
@@ -92,5 +96,37 @@ EMULATOR_URL="$emulator_url" IDLINK_BASE_URL="$base" ADMIN_CLIENT_ID="$admin_id"
     node "$here/ui_test.mjs"
 ui_status=$?
 [[ $status -eq 0 ]] && status=$ui_status
+
+# Linking at sign-in: its own server, the same page, the setting on.
+prompt_port="$(free_port)"
+prompt_app_port="$(free_port)"
+sed -e "s|localhost:$app_port|localhost:$prompt_app_port|g" "$work/idlink.toml" >"$work/prompt.toml"
+printf '\n[linking]\nat_sign_in = "prompt"\n' >>"$work/prompt.toml"
+IDLINK_ADMIN_CLIENT_ID="$admin_id" IDLINK_ADMIN_CLIENT_SECRET="$admin_secret" RUST_LOG=warn \
+    "$bin" serve --bind "127.0.0.1:$prompt_port" --db "sqlite://$work/prompt.db" --config "$work/prompt.toml" \
+    >"$work/prompt.log" 2>&1 &
+prompt_pid=$!
+prompt_base="http://127.0.0.1:$prompt_port"
+for _ in $(seq 150); do
+    curl -fsS "$prompt_base/health" >/dev/null 2>&1 && break
+    kill -0 "$prompt_pid" 2>/dev/null || { cat "$work/prompt.log"; fatal "idlink (at_sign_in = prompt) exited on start"; }
+    sleep 0.1
+done
+prompt_token="$(curl -fsS "$prompt_base/oauth/token" -H 'content-type: application/json' -d "{\"grant_type\":\"client_credentials\",\"client_id\":\"$admin_id\",\"client_secret\":\"$admin_secret\",\"audience\":\"https://127.0.0.1:$prompt_port/api/v2/\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')" || fatal "no admin token (prompt server)"
+create_user() {
+    curl -fsS "$prompt_base/api/v2/users" -H "authorization: Bearer $prompt_token" -H 'content-type: application/json' \
+        -d "{\"connection\":\"Username-Password-Authentication\",\"email\":\"$1\",\"password\":\"$password\",\"email_verified\":true}" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["user_id"])'
+}
+link_id="$(create_user link-db@example.com)" || fatal "cannot create the user to link"
+decline_id="$(create_user decline-db@example.com)" || fatal "cannot create the user who declines"
+IDLINK_BASE_URL="$prompt_base" APP_PORT="$prompt_app_port" ADMIN_TOKEN="$prompt_token" DB_PASSWORD="$password" \
+    LINK_EMAIL="link-db@example.com" LINK_USER_ID="$link_id" \
+    DECLINE_EMAIL="decline-db@example.com" DECLINE_USER_ID="$decline_id" \
+    node "$here/link_prompt_test.mjs"
+prompt_status=$?
+[[ $status -eq 0 ]] && status=$prompt_status
+[[ $prompt_status -ne 0 ]] && tail -20 "$work/prompt.log" >&2
 [[ $status -ne 0 ]] && tail -20 "$work/server.log" >&2
 exit $status

@@ -770,6 +770,21 @@ mod tests {
     }
 
     #[test]
+    fn linking_at_sign_in_is_off_unless_set_and_refuses_unknown_values() {
+        use crate::domain::sign_in_linking::AtSignIn;
+        let default = TenantConfig::parse("").unwrap();
+        assert_eq!(default.linking.at_sign_in, AtSignIn::Off);
+        let prompt = TenantConfig::parse("[linking]\nat_sign_in = \"prompt\"\n").unwrap();
+        assert_eq!(prompt.linking.at_sign_in, AtSignIn::Prompt);
+        let off = TenantConfig::parse("[linking]\nat_sign_in = \"off\"\n").unwrap();
+        assert_eq!(off.linking.at_sign_in, AtSignIn::Off);
+        for bad in ["\"auto\"", "\"Prompt\"", "true"] {
+            let err = refusal(&format!("[linking]\nat_sign_in = {bad}\n"));
+            assert!(err.contains("linking.at_sign_in"), "{err}");
+        }
+    }
+
+    #[test]
     fn public_urls_must_be_reachable_urls() {
         for good in [
             "https://id.example.com",

@@ -86,6 +86,7 @@ async fn restoring_unlink_gives_back_the_exact_pre_link_user() {
     let api = api_with(LinkingPolicy {
         unlink: UnlinkMode::Restore,
         merge: MergePolicy::None,
+        ..LinkingPolicy::default()
     })
     .await;
     let (primary, secondary) = two_users(&api).await;
@@ -129,6 +130,7 @@ async fn merge_policies_from_the_tenant_and_per_request() {
     let api = api_with(LinkingPolicy {
         unlink: UnlinkMode::Auth0,
         merge: MergePolicy::PrimaryWins,
+        ..LinkingPolicy::default()
     })
     .await;
     let (primary, _) = two_users(&api).await;
@@ -168,6 +170,7 @@ async fn preview_equals_the_real_link_and_writes_nothing() {
     let api = api_with(LinkingPolicy {
         unlink: UnlinkMode::Auth0,
         merge: MergePolicy::SecondaryWins,
+        ..LinkingPolicy::default()
     })
     .await;
     let (primary, _) = two_users(&api).await;

@@ -18,6 +18,13 @@ pub enum Outcome {
     Login,
     /// `f`: Failed Login.
     FailedLogin,
+    /// idlink's linking at sign-in (no Auth0 counterpart, so the codes are namespaced):
+    /// the login page offered to link the signed-in user with another account.
+    LinkPrompted,
+    /// The user signed in to the other account too (the second proof of a sign-in link).
+    LinkConfirmed,
+    /// The user chose to go on without linking.
+    LinkDeclined,
 }
 
 impl Outcome {
@@ -28,6 +35,9 @@ impl Outcome {
             Self::Failure => "fapi",
             Self::Login => "s",
             Self::FailedLogin => "f",
+            Self::LinkPrompted => "idlink_link_prompted",
+            Self::LinkConfirmed => "idlink_link_confirmed",
+            Self::LinkDeclined => "idlink_link_declined",
         }
     }
 
@@ -37,6 +47,9 @@ impl Outcome {
             "sapi" => Self::Success,
             "s" => Self::Login,
             "f" => Self::FailedLogin,
+            "idlink_link_prompted" => Self::LinkPrompted,
+            "idlink_link_confirmed" => Self::LinkConfirmed,
+            "idlink_link_declined" => Self::LinkDeclined,
             _ => Self::Failure,
         }
     }
@@ -290,6 +303,40 @@ impl LogEvent {
             client_id: Some(clip(client_id)),
             user_id: user_id.map(clip),
             secondary_user_id: None,
+            details,
+        }
+    }
+
+    /// A step of linking at sign-in (`LinkPrompted`, `LinkConfirmed`, `LinkDeclined`):
+    /// `user_id` signed in first, `other_user_id` is the account offered; the link
+    /// itself is the `sapi` event the store writes with it.
+    pub fn sign_in_link(
+        step: Outcome,
+        client_id: &str,
+        user_id: &str,
+        other_user_id: &str,
+        date: &str,
+    ) -> Self {
+        let description = match step {
+            Outcome::LinkPrompted => "Offered to link accounts at sign-in",
+            Outcome::LinkConfirmed => "Signed in to the other account to link it",
+            Outcome::LinkDeclined => "Declined to link accounts at sign-in",
+            _ => "Linking at sign-in",
+        };
+        let mut details = json!({
+            "client_id": client_id,
+            "user_id": user_id,
+            "other_user_id": other_user_id,
+        });
+        bound_details(&mut details);
+        LogEvent {
+            log_id: log_id(),
+            date: date.to_owned(),
+            outcome: step,
+            description: description.to_owned(),
+            client_id: Some(clip(client_id)),
+            user_id: Some(clip(user_id)),
+            secondary_user_id: Some(clip(other_user_id)),
             details,
         }
     }

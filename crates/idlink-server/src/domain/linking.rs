@@ -19,6 +19,9 @@ pub struct LinkingPolicy {
     pub unlink: UnlinkMode,
     /// What a link does with the secondary's metadata (a request may override it).
     pub merge: MergePolicy,
+    /// Whether a sign-in on idlink's login pages may offer to link two accounts of the
+    /// same verified email (see `docs/linking-at-sign-in.md`).
+    pub at_sign_in: super::sign_in_linking::AtSignIn,
 }
 
 /// What an unlink recreates.
@@ -572,6 +575,7 @@ mod tests {
         let policy = LinkingPolicy {
             unlink: UnlinkMode::Restore,
             merge: MergePolicy::None,
+            ..LinkingPolicy::default()
         };
         let (before, after, _) = link_then_unlink(policy);
         assert_eq!(after.user_id, before.user_id);
@@ -603,6 +607,7 @@ mod tests {
         let policy = LinkingPolicy {
             unlink: UnlinkMode::Restore,
             merge: MergePolicy::None,
+            ..LinkingPolicy::default()
         };
         let (_, _, plan) = link_then_unlink(policy);
         let primary = user("auth0", "aaa", "p@example.com");

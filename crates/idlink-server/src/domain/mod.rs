@@ -13,6 +13,7 @@ pub mod model;
 pub mod password;
 pub mod payload;
 pub mod search;
+pub mod sign_in_linking;
 pub mod users;
 
 pub use error::Error;

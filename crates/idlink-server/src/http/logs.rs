@@ -16,6 +16,17 @@ use crate::domain::users::parse_terms;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// The event types `q=type:` filters on: Auth0's, then idlink's linking at sign-in.
+const LOG_TYPES: &[&str] = &[
+    "sapi",
+    "fapi",
+    "s",
+    "f",
+    "idlink_link_prompted",
+    "idlink_link_confirmed",
+    "idlink_link_declined",
+];
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/logs", get(list))
@@ -69,12 +80,13 @@ pub(super) async fn list(
     for (field, value) in parse_terms(params.get("q").map(String::as_str).unwrap_or(""))? {
         match field.as_str() {
             "user_id" => query.user_id = Some(value),
-            "type" if ["sapi", "fapi", "s", "f"].contains(&value.as_str()) => {
+            "type" if LOG_TYPES.contains(&value.as_str()) => {
                 query.outcome = Some(Outcome::from_code(&value));
             }
             _ => {
                 return Err(Error::InvalidQuery(format!(
-                    "Query validation error: unsupported search term '{field}:{value}' (use user_id or type:sapi|fapi|s|f)."
+                    "Query validation error: unsupported search term '{field}:{value}' (use user_id or type:{}).",
+                    LOG_TYPES.join("|")
                 )));
             }
         }

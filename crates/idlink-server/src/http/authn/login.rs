@@ -49,7 +49,7 @@ fn csrf(state: &AppState, headers: &HeaderMap) -> (String, Option<axum::http::He
 }
 
 /// Whether the form's CSRF token is this browser's.
-fn csrf_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+pub(super) fn csrf_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
     match (cookie(headers, CSRF_COOKIE), form.get("csrf")) {
         (Some(cookie), Some(sent)) => bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())),
         _ => false,
@@ -64,7 +64,7 @@ fn with_csrf(mut response: Response, cookie: Option<axum::http::HeaderValue>) ->
 }
 
 /// The connections a login page offers: database ones and emulated social ones.
-fn usable(state: &AppState) -> Vec<&Connection> {
+pub(super) fn usable(state: &AppState) -> Vec<&Connection> {
     state
         .connections
         .iter()
@@ -76,7 +76,7 @@ fn usable_named<'s>(state: &'s AppState, name: &str) -> Option<&'s Connection> {
     usable(state).into_iter().find(|c| c.name == name)
 }
 
-fn parse_form(body: &[u8]) -> HashMap<String, String> {
+pub(super) fn parse_form(body: &[u8]) -> HashMap<String, String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let mut form = HashMap::new();
     for (k, v) in pairs {
@@ -114,7 +114,11 @@ async fn posted(
 }
 
 /// Takes a login attempt from the buckets; `false` when over the limit.
-fn attempt_allowed(state: &AppState, source: Option<std::net::IpAddr>, key: &str) -> bool {
+pub(super) fn attempt_allowed(
+    state: &AppState,
+    source: Option<std::net::IpAddr>,
+    key: &str,
+) -> bool {
     let address = source.map(|ip| ip.to_string()).unwrap_or_default();
     let per_address = state.signin.attempts_per_address.take(&address).allowed;
     let per_name = state
@@ -125,7 +129,7 @@ fn attempt_allowed(state: &AppState, source: Option<std::net::IpAddr>, key: &str
     per_address && per_name
 }
 
-const TOO_MANY: &str = "Too many login attempts. Wait a little and try again.";
+pub(super) const TOO_MANY: &str = "Too many login attempts. Wait a little and try again.";
 
 pub(super) async fn login_page(
     State(state): State<AppState>,
@@ -264,6 +268,7 @@ pub(super) async fn login_submit(
         &login.owner_user_id,
         &connection.name,
         username,
+        csrf,
     )
     .await
 }
@@ -369,11 +374,11 @@ pub(super) async fn signup_submit(
         }
         Err(err) => return Err(err),
     }
-    complete_sign_in(&state, &tx, &user.user_id, &connection.name, email).await
+    complete_sign_in(&state, &tx, &user.user_id, &connection.name, email, csrf).await
 }
 
 /// Whether `name` is a social connection whose sign-in idlink emulates.
-fn emulated(state: &AppState, name: &str) -> Option<Connection> {
+pub(super) fn emulated(state: &AppState, name: &str) -> Option<Connection> {
     state
         .connection_by_name(name)
         .filter(|c| !c.is_database() && state.apps.is_emulated(&c.name))
@@ -498,5 +503,5 @@ pub(super) async fn provider_submit(
         .await?;
         return Ok(again(StatusCode::UNAUTHORIZED, "Your account is blocked."));
     }
-    complete_sign_in(&state, &tx, &user_id, &connection.name, &login_name).await
+    complete_sign_in(&state, &tx, &user_id, &connection.name, &login_name, csrf).await
 }

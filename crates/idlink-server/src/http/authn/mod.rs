@@ -10,6 +10,7 @@
 
 mod authorize;
 pub mod cors;
+mod link_prompt;
 mod login;
 mod pages;
 mod session;
@@ -19,7 +20,7 @@ use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::signin::{self, CODE_LIFETIME, CodeGrant, Grant};
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
             "/u/login/identity-provider",
             get(login::provider_page).post(login::provider_submit),
         )
+        .route("/u/login/link", post(link_prompt::link_submit))
         .route("/userinfo", get(session::userinfo).post(session::userinfo))
         .route("/v2/logout", get(session::logout))
 }
@@ -255,16 +257,18 @@ async fn issue_code(
     Ok(respond_to_app(&tx.redirect_uri, &tx.response_mode, &params))
 }
 
-/// A user signed in on a login page: counts the login, records the `s` event, starts a
-/// session (cookie) and sends the code to the application.
+/// A user signed in on a login page: counts the login and records the `s` event; then,
+/// unless linking at sign-in offers to link another account first (see
+/// [`link_prompt`]), starts the session and sends the code to the application. `csrf`
+/// is the browser's CSRF token, for the forms of that offer.
 async fn complete_sign_in(
     state: &AppState,
     tx: &Transaction,
     user_id: &str,
     connection: &str,
     login_name: &str,
+    csrf: &str,
 ) -> Result<Response> {
-    let now = state.clock.unix_now();
     let now_iso = state.clock.now_iso();
     state.store.record_login(user_id, &now_iso).await?;
     state
@@ -278,6 +282,16 @@ async fn complete_sign_in(
             &now_iso,
         ))
         .await?;
+    if let Some(offer) = link_prompt::offer(state, tx, user_id, csrf).await? {
+        return Ok(offer);
+    }
+    start_session(state, tx, user_id).await
+}
+
+/// Starts a session (cookie) for `user_id`, signed in now, and sends the code to the
+/// application.
+async fn start_session(state: &AppState, tx: &Transaction, user_id: &str) -> Result<Response> {
+    let now = state.clock.unix_now();
     let session_id = signin::random_token();
     let lifetime = state.signin.session_lifetime;
     state

@@ -152,6 +152,46 @@ pub fn identity_provider(state: &str, csrf: &str, connection: &str, error: Optio
     )
 }
 
+/// Linking at sign-in: the other account of the same email, and how to sign in to it
+/// (its password, or for an emulated social connection the provider's user ID). Names
+/// are contract: heading "Link your accounts", buttons "Link accounts" and "Continue
+/// without linking", fields "Password" or "User ID".
+pub fn link_prompt(
+    csrf: &str,
+    email: &str,
+    connection: &str,
+    database: bool,
+    error: Option<&str>,
+) -> Markup {
+    layout(
+        "Link your accounts",
+        html! {
+            h1 { "Link your accounts" }
+            p { "You already have an account with " strong { (email) } ". Sign in to it to link the two." }
+            p { "Account: " (connection) }
+            (error_line(error))
+            form method="post" action="/u/login/link" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="choice" value="link";
+                @if database {
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                } @else {
+                    p { "Emulated identity provider: enter the identity " (connection) " would return." }
+                    label for="user_id" { "User ID" }
+                    input id="user_id" name="user_id" type="text" required;
+                }
+                button type="submit" { "Link accounts" }
+            }
+            form method="post" action="/u/login/link" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="choice" value="decline";
+                button type="submit" { "Continue without linking" }
+            }
+        },
+    )
+}
+
 /// `response_mode=form_post`: the answer posted to the callback. The script submits it
 /// at once; without JavaScript the button does.
 pub fn form_post(action: &str, fields: &[(&str, &str)]) -> Markup {
