@@ -319,6 +319,13 @@ pub(super) async fn link_submit(
     };
     // Both accounts were signed in to, which is what a `link_with` ID token proves: the
     // same rules apply (a blocked secondary is refused), with the tenant's merge policy.
+    // The link's events (docs/events.md) are written in its transaction, as the API's.
+    let now = state.clock.now_iso();
+    let alongside = state
+        .events
+        .alongside(Some(link_event(StatusCode::CREATED, None)), |f| {
+            f.linked(&primary.user_id, Some(&secondary.user_id), &target, &now)
+        });
     let linked = state
         .store
         .link(
@@ -326,9 +333,12 @@ pub(super) async fn link_submit(
             &target,
             &LinkProof::IdToken,
             &state.linking,
-            &link_event(StatusCode::CREATED, None),
+            &alongside,
         )
         .await;
+    if linked.is_ok() {
+        state.events.committed(&alongside.events);
+    }
     if let Err(err) = linked {
         let (status, code) = err.status_and_code();
         let code = code.unwrap_or("server_error");
