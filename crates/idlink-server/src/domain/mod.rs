@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod invented;
 pub mod linking;

@@ -4,15 +4,18 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use idlink_types::UserIdentity;
 use serde_json::{Value, json};
 
 use super::extract::{ApiPath, RawBody, parse_payload};
+use super::idempotency::{Idempotency, Target};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::Claim;
 use crate::domain::linking::{self, LinkProof, LinkingPolicy};
 use crate::domain::merge::MergePolicy;
 use crate::domain::model::{Identity, IdentityKey};
@@ -20,6 +23,7 @@ use crate::domain::users::{json_type, reject_unknown, type_error};
 use crate::error::{Error, Result};
 use crate::http::observe::RequestId;
 use crate::state::AppState;
+use crate::store::Alongside;
 
 /// Scopes of both endpoints: `update:users` acts on anyone,
 /// `update:current_user_identities` only on the token's own user.
@@ -213,17 +217,43 @@ pub(super) async fn link(
     State(state): State<AppState>,
     principal: Principal,
     request_id: RequestId,
+    target: Target,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
-    let identities = perform_link(&state, &principal, &request_id, &id, &headers, &body).await?;
-    Ok((StatusCode::CREATED, Json(wire(&identities))))
+) -> Result<Response> {
+    let idempotency = keyed(&principal, &id, &target, &headers, &body)?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
+    let claim = idempotency.claim(&state, StatusCode::CREATED);
+    match perform_link(&state, &principal, &request_id, &id, &headers, &body, claim).await {
+        Ok(identities) => Ok((StatusCode::CREATED, Json(wire(&identities))).into_response()),
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
+}
+
+/// The request's `Idempotency-Key`, read once the caller may act on `id`: a replay
+/// shows what the first call answered, so it is only for a caller who could make the
+/// call now; a refused caller gets the refusal (and its record) from the operation.
+fn keyed(
+    principal: &Principal,
+    id: &str,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Idempotency> {
+    match principal.authorize_on(id, SCOPES) {
+        Ok(()) => Idempotency::from_request(principal, target, headers, body),
+        Err(_) => Ok(Idempotency::none()),
+    }
 }
 
 /// A link as `POST /api/v2/users/{id}/identities` makes it, body and headers
 /// included: metrics and the audit trail (a failed attempt too) are written here, so
-/// the admin UI links through exactly this path.
+/// the admin UI links through exactly this path. `claim` is the caller's
+/// `Idempotency-Key`, stored in the link's transaction.
 pub(crate) async fn perform_link(
     state: &AppState,
     principal: &Principal,
@@ -231,6 +261,7 @@ pub(crate) async fn perform_link(
     id: &str,
     headers: &HeaderMap,
     body: &[u8],
+    claim: Option<Claim>,
 ) -> Result<Vec<Identity>> {
     let mut attempted = Attempted::default();
     let checked = link_checked(
@@ -238,8 +269,8 @@ pub(crate) async fn perform_link(
         principal,
         request_id,
         id,
-        headers,
-        body,
+        (headers, body),
+        claim,
         &mut attempted,
     );
     match checked.await {
@@ -247,6 +278,9 @@ pub(crate) async fn perform_link(
             state.metrics.record_identity_operation("link", None);
             Ok(identities)
         }
+        // A concurrent call with the same key linked: this one did nothing, and
+        // answers with that call's answer.
+        Err(err @ Error::IdempotencyKeyInUse) => Err(err),
         Err(err) => {
             record_failure(
                 state,
@@ -269,8 +303,8 @@ async fn link_checked(
     principal: &Principal,
     request_id: &RequestId,
     id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
+    (headers, body): (&HeaderMap, &[u8]),
+    claim: Option<Claim>,
     attempted: &mut Attempted,
 ) -> Result<Vec<Identity>> {
     let (target, proof, policy) =
@@ -288,7 +322,11 @@ async fn link_checked(
         &state.clock.now_iso(),
     )
     .with_request_id(request_id.as_deref());
-    state.store.link(id, &target, &proof, &policy, &event).await
+    let alongside = Alongside::audit(event).with_idempotency(claim);
+    state
+        .store
+        .link(id, &target, &proof, &policy, &alongside)
+        .await
 }
 
 /// Everything a link decides before it touches the store: the caller may act on `id`,
@@ -448,22 +486,34 @@ pub(super) async fn unlink(
     State(state): State<AppState>,
     principal: Principal,
     request_id: RequestId,
+    target: Target,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
-) -> Result<Json<Vec<UserIdentity>>> {
-    let remaining =
-        perform_unlink(&state, &principal, &request_id, &id, &provider, &user_id).await?;
-    Ok(Json(wire(&remaining)))
+    headers: HeaderMap,
+) -> Result<Response> {
+    // A DELETE's body means nothing (and is not read): the fingerprint is of none.
+    let idempotency = keyed(&principal, &id, &target, &headers, &[])?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
+    let target = (provider.as_str(), user_id.as_str());
+    let claim = idempotency.claim(&state, StatusCode::OK);
+    match perform_unlink(&state, &principal, &request_id, &id, target, claim).await {
+        Ok(remaining) => Ok(Json(wire(&remaining)).into_response()),
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
 }
 
 /// An unlink as `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` makes it,
-/// audit trail and metrics included. Shared with the admin UI.
+/// audit trail and metrics included (`claim`: the caller's `Idempotency-Key`, stored
+/// in the unlink's transaction). Shared with the admin UI.
 pub(crate) async fn perform_unlink(
     state: &AppState,
     principal: &Principal,
     request_id: &RequestId,
     id: &str,
-    provider: &str,
-    user_id: &str,
+    (provider, user_id): (&str, &str),
+    claim: Option<Claim>,
 ) -> Result<Vec<Identity>> {
     let target = IdentityKey::literal(provider, user_id);
     let attempted = || Attempted {
@@ -485,9 +535,10 @@ pub(crate) async fn perform_unlink(
                 &now,
             )
             .with_request_id(request_id.as_deref());
+            let alongside = Alongside::audit(event.clone()).with_idempotency(claim);
             let unlinked = state
                 .store
-                .unlink(id, &target, &now, state.linking.unlink, &event)
+                .unlink(id, &target, &now, state.linking.unlink, &alongside)
                 .await;
             match unlinked {
                 Err(Error::Domain(DomainError::IdentityNotFound)) => {
@@ -503,6 +554,8 @@ pub(crate) async fn perform_unlink(
             state.metrics.record_identity_operation("unlink", None);
             Ok(remaining)
         }
+        // A concurrent call with the same key unlinked: this one did nothing.
+        Err(err @ Error::IdempotencyKeyInUse) => Err(err),
         Err(err) => {
             record_failure(
                 state,

@@ -6,6 +6,7 @@ mod content_type;
 pub mod extract;
 pub mod faults;
 mod fields;
+mod idempotency;
 mod identities;
 mod jobs;
 pub mod limits;

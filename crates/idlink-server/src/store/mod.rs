@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::audit::{LogEvent, LogQuery};
+use crate::domain::idempotency::{Claim, StoredKey};
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -135,6 +136,35 @@ pub struct TenantWrite {
     pub signing_keys: Option<Vec<SigningKey>>,
 }
 
+/// What a write stores beside its change, in the change's own transaction (written by
+/// [`core::write_alongside`]): a change is never without them, nor they without it.
+#[derive(Debug, Clone, Default)]
+pub struct Alongside {
+    /// The audit event; links and unlinks always have one, user writes none.
+    pub audit: Option<LogEvent>,
+    /// The caller's `Idempotency-Key`: claimed first in the transaction, so a
+    /// concurrent duplicate waits for it (or sees it), and answered at its end. See
+    /// `docs/idempotency.md`.
+    pub idempotency: Option<Claim>,
+}
+
+impl Alongside {
+    /// Only an audit event.
+    pub fn audit(event: LogEvent) -> Self {
+        Self {
+            audit: Some(event),
+            idempotency: None,
+        }
+    }
+
+    /// With the caller's key claim, if it sent a key.
+    #[must_use]
+    pub fn with_idempotency(mut self, claim: Option<Claim>) -> Self {
+        self.idempotency = claim;
+        self
+    }
+}
+
 /// The storage interface. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -166,15 +196,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Creates a user with its single main identity; [`domain::error::Error::UserExists`](crate::domain::error::Error::UserExists) when the
     /// identity, user id or login name is taken.
-    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()>;
+    /// `alongside` is written in the same transaction; a key already claimed is
+    /// [`Error::IdempotencyKeyInUse`] (nothing written).
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        credential: Option<&Credential>,
+        alongside: &Alongside,
+    ) -> Result<()>;
     /// One user with its identities.
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     /// A page of users and the total matching.
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)>;
     /// Applies a patch under lock; [`domain::error::Error::UserNotFound`](crate::domain::error::Error::UserNotFound) when missing.
-    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord>;
+    /// `alongside` is written in the same transaction.
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: &str,
+        alongside: &Alongside,
+    ) -> Result<UserRecord>;
     /// Deletes a user and every identity linked to it; false when it did not exist.
-    async fn delete_user(&self, user_id: &str) -> Result<bool>;
+    /// `alongside` is written in the same transaction.
+    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool>;
 
     /// The database identity signing in as `login` (email or username, any case).
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>>;
@@ -185,27 +230,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// returns the primary's identities. See [`crate::domain::linking::plan_link`], which
     /// gets `proof` and decides on the rows as loaded inside the transaction.
     /// `policy` says what becomes of the secondary's metadata (and whether a restoring
-    /// unlink's snapshot is kept). `audit` is written in the same transaction, so a link
-    /// is never without its record.
+    /// unlink's snapshot is kept). `alongside` (its audit event required) is written in
+    /// the same transaction, so a link is never without its record.
     async fn link(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         proof: &LinkProof,
         policy: &LinkingPolicy,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>>;
     /// Unlinks `target` from `primary_id`, recreating it as a standalone user; returns
     /// the primary's remaining identities (`mode`: as Auth0, or restoring the user as it
-    /// was). `audit` is written in the same transaction.
+    /// was). `alongside` is written in the same transaction.
     async fn unlink(
         &self,
         primary_id: &str,
         target: &IdentityKey,
         now: &str,
         mode: UnlinkMode,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>>;
+
+    /// The answer stored under the caller's `Idempotency-Key`, unless it has expired
+    /// (created at or before `expired_at_or_before`, unix seconds).
+    async fn idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        expired_at_or_before: i64,
+    ) -> Result<Option<StoredKey>>;
 
     /// The whole tenant (users with identities and credentials, clients, connections,
     /// keys), read from one snapshot of the database.

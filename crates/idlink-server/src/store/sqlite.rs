@@ -28,10 +28,12 @@ use super::rows::{
 use super::search_sql::Dialect;
 use super::sqlite_writer::Writer;
 use super::{
-    ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows, TenantWrite,
+    Alongside, ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows,
+    TenantWrite,
 };
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::StoredKey;
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -624,42 +626,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_user(&self, user: &UserRecord, credential: Option<&Credential>) -> Result<()> {
-        let identity = user
-            .identities
-            .first()
-            .ok_or_else(|| Error::internal("a new user needs its main identity"))?
-            .clone();
-        let user_params = core::user_params(user);
-        let owner = user.user_id.clone();
-        let credential = credential.cloned();
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        credential: Option<&Credential>,
+        alongside: &Alongside,
+    ) -> Result<()> {
+        let (user, credential, alongside) = (user.clone(), credential.cloned(), alongside.clone());
         self.writer
             .run(move |conn| {
-                let taken = || DomainError::UserExists;
-                conn.prepare_cached(core::INSERT_USER.as_str())
-                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(user_params)))
-                    .map_err(unique_as(taken()))?;
-                conn.prepare_cached(
-                    "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
-                     connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
-                     VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        identity.provider,
-                        identity.user_id.as_string(),
-                        matches!(identity.user_id, idlink_types::UserId::Integer(_)),
-                        owner,
-                        identity.connection_id,
-                        identity.connection,
-                        identity.is_social,
-                        credential.as_ref().map(|c| &c.password_hash),
-                        credential.as_ref().and_then(|c| c.login_email.as_ref()),
-                        credential.as_ref().and_then(|c| c.login_username.as_ref()),
-                    ])
+                drive(conn, async |tx| {
+                    core::create_user(tx, &user, credential.as_ref(), &alongside).await
                 })
-                .map_err(unique_as(taken()))?;
-                Ok(())
+                .map_err(|failure| settle(failure, DomainError::UserExists))
             })
             .await
     }
@@ -707,12 +686,19 @@ impl Store for SqliteStore {
         Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
     }
 
-    async fn update_user(&self, user_id: &str, patch: &UserPatch, now: &str) -> Result<UserRecord> {
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: &str,
+        alongside: &Alongside,
+    ) -> Result<UserRecord> {
         let (user_id, patch, now) = (user_id.to_owned(), patch.clone(), now.to_owned());
+        let alongside = alongside.clone();
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::update_user(tx, &user_id, &patch, &now).await
+                    core::update_user(tx, &user_id, &patch, &now, &alongside).await
                 })
                 // The credential's login email may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
@@ -720,15 +706,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<bool> {
-        let user_id = user_id.to_owned();
+    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
+        let (user_id, alongside) = (user_id.to_owned(), alongside.clone());
         self.writer
             .run(move |conn| {
-                let deleted = conn
-                    .prepare_cached(core::DELETE_USER)
-                    .and_then(|mut s| s.execute([&user_id]))
-                    .map_err(internal)?;
-                Ok(deleted > 0)
+                drive(conn, async |tx| {
+                    core::delete_user(tx, &user_id, &alongside).await
+                })
+                .map_err(|failure| settle(failure, Error::internal("unique violation in a delete")))
             })
             .await
     }
@@ -769,14 +754,14 @@ impl Store for SqliteStore {
         target: &IdentityKey,
         proof: &LinkProof,
         policy: &LinkingPolicy,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (proof, policy, audit) = (proof.clone(), *policy, audit.clone());
+        let (proof, policy, alongside) = (proof.clone(), *policy, alongside.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::link(tx, &primary_id, &target, &proof, &policy, &audit).await
+                    core::link(tx, &primary_id, &target, &proof, &policy, &alongside).await
                 })
                 // Link's writes only fail on a broken database.
                 .map_err(|failure| settle(failure, Error::internal("unique violation in a link")))
@@ -790,19 +775,34 @@ impl Store for SqliteStore {
         target: &IdentityKey,
         now: &str,
         mode: UnlinkMode,
-        audit: &LogEvent,
+        alongside: &Alongside,
     ) -> Result<Vec<Identity>> {
         let (primary_id, target) = (primary_id.to_owned(), target.clone());
-        let (now, audit) = (now.to_owned(), audit.clone());
+        let (now, alongside) = (now.to_owned(), alongside.clone());
         self.writer
             .run(move |conn| {
                 drive(conn, async |tx| {
-                    core::unlink(tx, &primary_id, &target, &now, mode, &audit).await
+                    core::unlink(tx, &primary_id, &target, &now, mode, &alongside).await
                 })
                 // Unlink recreates a user, whose id may be taken.
                 .map_err(|failure| settle(failure, DomainError::UserExists))
             })
             .await
+    }
+
+    async fn idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        expired_at_or_before: i64,
+    ) -> Result<Option<StoredKey>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(super::rows::IDEMPOTENCY_SELECT)
+            .bind(scope)
+            .bind(key)
+            .bind(expired_at_or_before)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(super::rows::stored_key).transpose()
     }
 
     async fn tenant_rows(&self) -> Result<TenantRows> {

@@ -357,7 +357,15 @@ pub(super) async fn signup_submit(
         login_email: user.profile.email.as_deref().map(str::to_lowercase),
         login_username: None,
     };
-    match state.store.create_user(&user, Some(&credential)).await {
+    match state
+        .store
+        .create_user(
+            &user,
+            Some(&credential),
+            &crate::store::Alongside::default(),
+        )
+        .await
+    {
         Ok(()) => {}
         Err(Error::Domain(crate::domain::Error::UserExists)) => {
             return Ok(again(StatusCode::CONFLICT, "The user already exists."));
@@ -462,7 +470,11 @@ pub(super) async fn provider_submit(
                 Ok(new) => new,
                 Err(err) => return Ok(again(StatusCode::BAD_REQUEST, &err.to_string())),
             };
-            match state.store.create_user(&user, None).await {
+            match state
+                .store
+                .create_user(&user, None, &crate::store::Alongside::default())
+                .await
+            {
                 Ok(()) => Some((user.user_id.clone(), false)),
                 // Created by a concurrent first sign-in: use that one.
                 Err(Error::Domain(crate::domain::Error::UserExists)) => {
