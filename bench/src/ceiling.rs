@@ -9,7 +9,7 @@ use idlink_server::config::Config;
 use idlink_server::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use idlink_server::domain::model::IdentityKey;
 use idlink_server::domain::users;
-use idlink_server::store::{self, Store, StoreOptions};
+use idlink_server::store::{self, Alongside, Store, StoreOptions};
 use serde_json::json;
 
 use crate::load::Worker;
@@ -58,7 +58,7 @@ pub async fn prepare(
             let body = json!({"connection": PROVIDER, "user_id": format!("c{tag}{role}{i}")});
             let new = users::new_user(&body, &connection, &now).map_err(|e| e.to_string())?;
             store
-                .create_user(&new.user, None)
+                .create_user(&new.user, None, &Alongside::default())
                 .await
                 .map_err(|e| e.to_string())?;
             ids.push(new.user.user_id);
@@ -102,13 +102,13 @@ impl Worker for StoreWorker {
         } else {
             Operation::Link
         };
-        let event = LogEvent::for_tool(
+        let event = Alongside::audit(LogEvent::for_tool(
             "idlink-bench",
             operation,
             &self.primary,
             &self.secondary,
             &now,
-        );
+        ));
         let outcome = if self.linked {
             self.store
                 .unlink(

@@ -66,7 +66,7 @@ async fn every_scenario_runs_without_errors() {
                     connection_id: None
                 },
                 &LinkingPolicy::default(),
-                &event
+                &idlink_server::store::Alongside::audit(event)
             )
             .await
             .unwrap()
