@@ -102,13 +102,13 @@ impl Worker for StoreWorker {
         } else {
             Operation::Link
         };
-        let event = LogEvent::for_tool(
+        let alongside = Alongside::audit(LogEvent::for_tool(
             "idlink-bench",
             operation,
             &self.primary,
             &self.secondary,
             &now,
-        );
+        ));
         let outcome = if self.linked {
             self.store
                 .unlink(
@@ -116,7 +116,7 @@ impl Worker for StoreWorker {
                     &self.secondary,
                     &now,
                     UnlinkMode::Auth0,
-                    &Alongside::audit(event),
+                    &alongside,
                 )
                 .await
         } else {
@@ -128,7 +128,7 @@ impl Worker for StoreWorker {
                         connection_id: None,
                     },
                     &LinkingPolicy::default(),
-                    &Alongside::audit(event),
+                    &alongside,
                 )
                 .await
         };

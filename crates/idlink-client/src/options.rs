@@ -35,6 +35,7 @@ pub struct RequestOptions {
     pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Map<String, Value>,
     pub(crate) cancellation_token: Option<CancellationToken>,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl RequestOptions {
@@ -117,6 +118,23 @@ impl RequestOptions {
     /// ```
     pub fn cancellation_token(mut self, token: CancellationToken) -> Self {
         self.cancellation_token = Some(token);
+        self
+    }
+
+    /// Sends this `Idempotency-Key` on every attempt of the call, instead of the fresh
+    /// one the client makes for each link and unlink. Reuse a key across your own
+    /// retries of one logical call (e.g. after a crash, with the key saved beside the
+    /// job): idlink then answers the repeat with the first call's stored answer
+    /// (`Idempotent-Replayed: true`) instead of acting twice. Any call may carry one
+    /// (idlink honours it on link, unlink and user create, update and delete); Auth0
+    /// ignores the header. See idlink's `docs/idempotency.md`.
+    ///
+    /// ```
+    /// let o = idlink_client::RequestOptions::new()
+    ///     .idempotency_key("link-order-1234-github");
+    /// ```
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
         self
     }
 }

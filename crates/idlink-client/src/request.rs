@@ -96,6 +96,9 @@ pub struct ApiRequest<T> {
     query: Vec<(String, String)>,
     body: Option<std::result::Result<Value, String>>,
     options: RequestOptions,
+    /// Whether each run of the call sends a fresh `Idempotency-Key` (link, unlink),
+    /// unless the options name one.
+    fresh_idempotency_key: bool,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -119,6 +122,7 @@ impl<T> ApiRequest<T> {
             query: Vec::new(),
             body: None,
             options: RequestOptions::default(),
+            fresh_idempotency_key: false,
             _data: PhantomData,
         }
     }
@@ -166,6 +170,28 @@ impl<T> ApiRequest<T> {
     pub fn options(mut self, options: RequestOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// Makes each run of the call send a fresh `Idempotency-Key` (kept for its
+    /// retries), so that retrying it after a 5xx never acts twice on idlink.
+    pub(crate) fn with_fresh_idempotency_key(mut self) -> Self {
+        self.fresh_idempotency_key = true;
+        self
+    }
+
+    /// The key every attempt of this run sends: the caller's, else a fresh one when
+    /// the call asks for it.
+    fn idempotency_key(&self) -> Result<Option<HeaderValue>> {
+        let key = match &self.options.idempotency_key {
+            Some(key) => Some(key.clone()),
+            None if self.fresh_idempotency_key => Some(fresh_idempotency_key()),
+            None => None,
+        };
+        key.map(|key| {
+            HeaderValue::from_str(&key)
+                .map_err(|e| Error::Config(format!("invalid Idempotency-Key `{key}`: {e}")))
+        })
+        .transpose()
     }
 
     pub(crate) fn maybe_options(self, options: Option<RequestOptions>) -> Self {
@@ -289,6 +315,8 @@ impl<T: DeserializeOwned + Send + 'static> ApiRequest<T> {
         let url = self.url()?;
         let body = self.body()?;
         let extra_headers = self.extra_headers()?;
+        // One key for every attempt: a retry is the same logical call.
+        let idempotency_key = self.idempotency_key()?;
         let mut attempt: u32 = 0;
         loop {
             let token = match inner.tokens.token().await {
@@ -321,6 +349,9 @@ impl<T: DeserializeOwned + Send + 'static> ApiRequest<T> {
             if body.is_some() {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
+            if let Some(key) = &idempotency_key {
+                headers.insert(IDEMPOTENCY_KEY, key.clone());
+            }
             for (name, value) in &extra_headers {
                 headers.insert(name.clone(), value.clone());
             }
@@ -345,6 +376,25 @@ impl<T: DeserializeOwned + Send + 'static> ApiRequest<T> {
             return Err(Error::from_response(raw, &bytes));
         }
     }
+}
+
+/// The request header of exactly-once calls (draft-ietf-httpapi-idempotency-key-header).
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// 128 random bits as a UUID v4 (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+fn fresh_idempotency_key() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -401,5 +451,20 @@ impl<T: DeserializeOwned + Send + 'static> IntoFuture for WithRawResponseRequest
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.request.execute())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_idempotency_key;
+
+    #[test]
+    fn fresh_keys_are_uuid_v4_and_differ() {
+        let key = fresh_idempotency_key();
+        assert_eq!(key.len(), 36);
+        assert_eq!(&key[14..15], "4");
+        assert!(matches!(&key[19..20], "8" | "9" | "a" | "b"), "{key}");
+        assert!(key.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
+        assert_ne!(key, fresh_idempotency_key());
     }
 }

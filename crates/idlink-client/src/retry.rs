@@ -7,7 +7,9 @@ use http::HeaderMap;
 /// When and how often a call is retried; the official Auth0 SDKs' policy by default.
 ///
 /// - Retried statuses: 408, 429 and every 5xx. Transport errors are not retried (the
-///   request may have reached the server, and a link is not idempotent).
+///   request may have reached the server, and against Auth0 a link is not idempotent).
+///   Link and unlink send one `Idempotency-Key` on all their attempts, so on idlink a
+///   retried link or unlink acts at most once.
 /// - Default: 2 retries, so at most 3 attempts.
 /// - Delay before retry *n* (0-based): the `Retry-After` header (seconds or an HTTP date)
 ///   when present and positive; else `X-RateLimit-Reset` minus now plus 0–20 % jitter;

@@ -310,6 +310,11 @@ impl IdentitiesClient<'_> {
     /// - **Mode A** (user-initiated, a user's token with `update:current_user_identities`
     ///   whose `sub` is `id`): `link_with` alone, the secondary account's ID token.
     ///
+    /// Each call sends a fresh `Idempotency-Key` and keeps it for its retries, so a
+    /// retry after a lost answer (5xx, 408, 429) gets idlink's stored answer instead of
+    /// linking twice; [`RequestOptions::idempotency_key`] names the key yourself.
+    /// Auth0 ignores the header.
+    ///
     /// ```no_run
     /// # async fn run(client: idlink_client::ManagementClient, secondary_id_token: String) -> idlink_client::Result<()> {
     /// use idlink_client::{LinkUserIdentityRequestContent, UserIdentityProviderEnum as Provider, UserId};
@@ -337,6 +342,7 @@ impl IdentitiesClient<'_> {
         self.client
             .request(Method::POST, path)
             .json(&request)
+            .with_fresh_idempotency_key()
             .maybe_options(options)
     }
 
@@ -345,7 +351,9 @@ impl IdentitiesClient<'_> {
     /// remain; the identity becomes a standalone user again. Mirrors .NET's
     /// `DeleteAsync(id, provider, userId, options, cancellationToken)`.
     ///
-    /// `user_id` is the part after `provider|`, as a string or an integer.
+    /// `user_id` is the part after `provider|`, as a string or an integer. Like
+    /// [`link`](Self::link), each call sends a fresh `Idempotency-Key`, reused on its
+    /// retries.
     ///
     /// ```no_run
     /// # async fn run(client: idlink_client::ManagementClient) -> idlink_client::Result<()> {
@@ -373,6 +381,7 @@ impl IdentitiesClient<'_> {
         );
         self.client
             .request(Method::DELETE, path)
+            .with_fresh_idempotency_key()
             .maybe_options(options)
     }
 }

@@ -174,6 +174,9 @@ pub struct TenantConfig {
     /// `docs/merge-policies.md`.
     #[serde(default)]
     pub linking: crate::domain::linking::LinkingPolicy,
+    /// How long `Idempotency-Key` answers are remembered; see `docs/idempotency.md`.
+    #[serde(default)]
+    pub idempotency: IdempotencyConfig,
     /// Largest import file of `POST /api/v2/jobs/users-imports` (default 1 GiB).
     pub max_import_bytes: Option<u64>,
     /// Seconds a runner's claim on a job lasts unrenewed (default 30): how soon a job
@@ -277,6 +280,27 @@ impl TenantConfig {
             idle_timeout: seconds("idle_timeout", self.idle_timeout, defaults.idle_timeout)?,
             max_connections,
         })
+    }
+}
+
+/// `[idempotency]`: the keys of exactly-once calls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// Seconds a key and its answer are kept (default 86400: 24 hours).
+    pub ttl_seconds: Option<i64>,
+}
+
+impl IdempotencyConfig {
+    /// The TTL in seconds, default filled in; a TTL below one second is refused.
+    pub fn ttl_seconds(&self) -> Result<i64, String> {
+        match self.ttl_seconds {
+            None => Ok(crate::domain::idempotency::DEFAULT_TTL_SECONDS),
+            Some(seconds) if seconds >= 1 => Ok(seconds),
+            Some(seconds) => Err(format!(
+                "invalid [idempotency] ttl_seconds {seconds}: expected a positive number of seconds"
+            )),
+        }
     }
 }
 

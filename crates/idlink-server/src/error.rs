@@ -35,6 +35,13 @@ pub enum Error {
     InvalidHeader(String),
     #[error("The provider/connection is not configured.")]
     InexistentConnection,
+    /// The `Idempotency-Key` was used before with another request (method, path, body).
+    #[error("The Idempotency-Key was already used with a different request.")]
+    IdempotencyKeyReused,
+    /// A call with this `Idempotency-Key` took the key first (its answer is stored
+    /// once it commits): the HTTP layer replays that answer instead.
+    #[error("A request with this Idempotency-Key is already being processed.")]
+    IdempotencyKeyInUse,
     #[error("{0}")]
     InvalidLinkWith(&'static str),
     /// A rule of [`crate::domain`] refused the request.
@@ -101,6 +108,11 @@ impl Error {
             }
             InvalidHeader(_) => (StatusCode::BAD_REQUEST, Some("invalid_headers")),
             InexistentConnection => (StatusCode::BAD_REQUEST, Some("inexistent_connection")),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("idempotency_key_reused"),
+            ),
+            IdempotencyKeyInUse => (StatusCode::CONFLICT, Some("idempotency_key_in_use")),
             InvalidLinkWith(_) | Domain(domain::Error::BlockedSecondary) => {
                 (StatusCode::BAD_REQUEST, Some("invalid_link_with"))
             }

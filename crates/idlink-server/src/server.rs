@@ -206,6 +206,7 @@ impl Server {
             public_url: public_url.into(),
             request_timeout: crate::http::limits::request_timeout(config.tenant.request_timeout)?,
             linking: config.tenant.linking,
+            idempotency_ttl: config.tenant.idempotency.ttl_seconds()?,
             clock,
             emulator,
             jobs: Arc::new(crate::jobs::JobsState::new(config.tenant.job_settings()?)),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// The tenant's `[linking]` settings (Auth0's behaviour unless configured).
     pub linking: crate::domain::linking::LinkingPolicy,
+    /// Seconds an `Idempotency-Key`'s answer is kept (`[idempotency] ttl_seconds`).
+    pub idempotency_ttl: i64,
     /// The server's clock (tokens, audit dates, rate-limit windows); only the
     /// emulator's control API shifts it.
     pub clock: crate::clock::Clock,

@@ -227,6 +227,7 @@ impl EventsState {
         crate::store::Alongside {
             audit,
             events: self.emit(build),
+            ..Default::default()
         }
     }
 

@@ -4,15 +4,18 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use idlink_types::UserIdentity;
 use serde_json::{Value, json};
 
 use super::extract::{ApiPath, RawBody, parse_payload};
+use super::idempotency::{Idempotency, Target};
 use crate::auth::Principal;
 use crate::domain::audit::{LogEvent, Operation};
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::Claim;
 use crate::domain::linking::{self, LinkProof, LinkingPolicy};
 use crate::domain::merge::MergePolicy;
 use crate::domain::model::{Identity, IdentityKey};
@@ -213,17 +216,43 @@ pub(super) async fn link(
     State(state): State<AppState>,
     principal: Principal,
     request_id: RequestId,
+    target: Target,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Vec<UserIdentity>>)> {
-    let identities = perform_link(&state, &principal, &request_id, &id, &headers, &body).await?;
-    Ok((StatusCode::CREATED, Json(wire(&identities))))
+) -> Result<Response> {
+    let idempotency = keyed(&principal, &id, &target, &headers, &body)?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
+    let claim = idempotency.claim(&state, StatusCode::CREATED);
+    match perform_link(&state, &principal, &request_id, &id, &headers, &body, claim).await {
+        Ok(identities) => Ok((StatusCode::CREATED, Json(wire(&identities))).into_response()),
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
+}
+
+/// The request's `Idempotency-Key`, read once the caller may act on `id`: a replay
+/// shows what the first call answered, so it is only for a caller who could make the
+/// call now; a refused caller gets the refusal (and its record) from the operation.
+fn keyed(
+    principal: &Principal,
+    id: &str,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Idempotency> {
+    match principal.authorize_on(id, SCOPES) {
+        Ok(()) => Idempotency::from_request(principal, target, headers, body),
+        Err(_) => Ok(Idempotency::none()),
+    }
 }
 
 /// A link as `POST /api/v2/users/{id}/identities` makes it, body and headers
 /// included: metrics and the audit trail (a failed attempt too) are written here, so
-/// the admin UI links through exactly this path.
+/// the admin UI links through exactly this path. `claim` is the caller's
+/// `Idempotency-Key`, stored in the link's transaction.
 pub(crate) async fn perform_link(
     state: &AppState,
     principal: &Principal,
@@ -231,6 +260,7 @@ pub(crate) async fn perform_link(
     id: &str,
     headers: &HeaderMap,
     body: &[u8],
+    claim: Option<Claim>,
 ) -> Result<Vec<Identity>> {
     let mut attempted = Attempted::default();
     let checked = link_checked(
@@ -238,8 +268,8 @@ pub(crate) async fn perform_link(
         principal,
         request_id,
         id,
-        headers,
-        body,
+        (headers, body),
+        claim,
         &mut attempted,
     );
     match checked.await {
@@ -247,6 +277,9 @@ pub(crate) async fn perform_link(
             state.metrics.record_identity_operation("link", None);
             Ok(identities)
         }
+        // A concurrent call with the same key linked: this one did nothing, and
+        // answers with that call's answer.
+        Err(err @ Error::IdempotencyKeyInUse) => Err(err),
         Err(err) => {
             record_failure(
                 state,
@@ -269,8 +302,8 @@ async fn link_checked(
     principal: &Principal,
     request_id: &RequestId,
     id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
+    (headers, body): (&HeaderMap, &[u8]),
+    claim: Option<Claim>,
     attempted: &mut Attempted,
 ) -> Result<Vec<Identity>> {
     let (target, proof, policy) =
@@ -292,7 +325,8 @@ async fn link_checked(
     let secondary = attempted.secondary_user_id.as_deref();
     let alongside = state
         .events
-        .alongside(Some(event), |f| f.linked(id, secondary, &target, &now));
+        .alongside(Some(event), |f| f.linked(id, secondary, &target, &now))
+        .with_idempotency(claim);
     let identities = state
         .store
         .link(id, &target, &proof, &policy, &alongside)
@@ -458,22 +492,34 @@ pub(super) async fn unlink(
     State(state): State<AppState>,
     principal: Principal,
     request_id: RequestId,
+    target: Target,
     ApiPath((id, provider, user_id)): ApiPath<(String, String, String)>,
-) -> Result<Json<Vec<UserIdentity>>> {
-    let remaining =
-        perform_unlink(&state, &principal, &request_id, &id, &provider, &user_id).await?;
-    Ok(Json(wire(&remaining)))
+    headers: HeaderMap,
+) -> Result<Response> {
+    // A DELETE's body means nothing (and is not read): the fingerprint is of none.
+    let idempotency = keyed(&principal, &id, &target, &headers, &[])?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
+    let target = (provider.as_str(), user_id.as_str());
+    let claim = idempotency.claim(&state, StatusCode::OK);
+    match perform_unlink(&state, &principal, &request_id, &id, target, claim).await {
+        Ok(remaining) => Ok(Json(wire(&remaining)).into_response()),
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
 }
 
 /// An unlink as `DELETE /api/v2/users/{id}/identities/{provider}/{user_id}` makes it,
-/// audit trail and metrics included. Shared with the admin UI.
+/// audit trail and metrics included (`claim`: the caller's `Idempotency-Key`, stored
+/// in the unlink's transaction). Shared with the admin UI.
 pub(crate) async fn perform_unlink(
     state: &AppState,
     principal: &Principal,
     request_id: &RequestId,
     id: &str,
-    provider: &str,
-    user_id: &str,
+    (provider, user_id): (&str, &str),
+    claim: Option<Claim>,
 ) -> Result<Vec<Identity>> {
     let target = IdentityKey::literal(provider, user_id);
     let attempted = || Attempted {
@@ -497,9 +543,12 @@ pub(crate) async fn perform_unlink(
             .with_request_id(request_id.as_deref());
             let new_user_id = target.to_user_id();
             // Kept for the no-op answer, which records the attempt on its own.
-            let alongside = state.events.alongside(Some(event.clone()), |f| {
-                f.unlinked(id, &new_user_id, &target, &now)
-            });
+            let alongside = state
+                .events
+                .alongside(Some(event.clone()), |f| {
+                    f.unlinked(id, &new_user_id, &target, &now)
+                })
+                .with_idempotency(claim);
             let unlinked = state
                 .store
                 .unlink(id, &target, &now, state.linking.unlink, &alongside)
@@ -522,6 +571,8 @@ pub(crate) async fn perform_unlink(
             state.metrics.record_identity_operation("unlink", None);
             Ok(remaining)
         }
+        // A concurrent call with the same key unlinked: this one did nothing.
+        Err(err @ Error::IdempotencyKeyInUse) => Err(err),
         Err(err) => {
             record_failure(
                 state,

@@ -7,6 +7,7 @@ mod events;
 pub mod extract;
 pub mod faults;
 mod fields;
+mod idempotency;
 mod identities;
 mod jobs;
 pub mod limits;

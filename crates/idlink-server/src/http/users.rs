@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use idlink_types::User;
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::extract::{ApiPath, ApiQuery, RawBody, parse_payload};
 use super::fields::{FieldSelection, select_all};
+use super::idempotency::{Idempotency, Target};
 use super::paging::Paging;
 use crate::auth::{Principal, secrets};
 use crate::domain::error::Error as DomainError;
@@ -44,11 +45,16 @@ pub fn router() -> Router<AppState> {
 pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    target: Target,
     headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<User>)> {
+    RawBody(raw): RawBody,
+) -> Result<Response> {
     principal.require_any(&["create:users"])?;
-    let body = parse_payload(&headers, &body)?;
+    let idempotency = Idempotency::from_request(&principal, &target, &headers, &raw)?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
+    let body = parse_payload(&headers, &raw)?;
     let connection_name = users::create_connection_name(&body)?;
     let connection = state
         .connection_by_name(&connection_name)
@@ -69,13 +75,22 @@ pub(super) async fn create(
         }),
         None => None,
     };
-    let alongside = state.events.alongside(None, |f| f.created(&user, &now));
-    state
+    let alongside = state
+        .events
+        .alongside(None, |f| f.created(&user, &now))
+        .with_idempotency(idempotency.claim(&state, StatusCode::CREATED));
+    match state
         .store
         .create_user(&user, credential.as_ref(), &alongside)
-        .await?;
-    state.events.committed(&alongside.events);
-    Ok((StatusCode::CREATED, Json(user.to_wire())))
+        .await
+    {
+        Ok(()) => {
+            state.events.committed(&alongside.events);
+            Ok((StatusCode::CREATED, Json(user.to_wire())).into_response())
+        }
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
 }
 
 #[utoipa::path(
@@ -214,11 +229,16 @@ pub(super) async fn by_email(
 pub(super) async fn update(
     State(state): State<AppState>,
     principal: Principal,
+    target: Target,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<User>> {
+) -> Result<Response> {
     principal.require_any(&["update:users"])?;
+    let idempotency = Idempotency::from_request(&principal, &target, &headers, &body)?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
     let payload = parse_payload(&headers, &body)?;
     let (mut patch, password) = UserPatch::from_body(&payload)?;
     if let Some(password) = password {
@@ -251,13 +271,16 @@ pub(super) async fn update(
     };
     let alongside = state
         .events
-        .alongside(None, |f| f.updated(&id, attributes(), &now));
-    let user = state
-        .store
-        .update_user(&id, &patch, &now, &alongside)
-        .await?;
-    state.events.committed(&alongside.events);
-    Ok(Json(user.to_wire()))
+        .alongside(None, |f| f.updated(&id, attributes(), &now))
+        .with_idempotency(idempotency.claim(&state, StatusCode::OK));
+    match state.store.update_user(&id, &patch, &now, &alongside).await {
+        Ok(user) => {
+            state.events.committed(&alongside.events);
+            Ok(Json(user.to_wire()).into_response())
+        }
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
+    }
 }
 
 #[utoipa::path(
@@ -274,14 +297,30 @@ pub(super) async fn update(
 pub(super) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
+    target: Target,
     ApiPath(id): ApiPath<String>,
-) -> Result<StatusCode> {
+    headers: HeaderMap,
+) -> Result<Response> {
     principal.require_any(&["delete:users"])?;
+    // A DELETE's body means nothing (and is not read): the fingerprint is of none.
+    let idempotency = Idempotency::from_request(&principal, &target, &headers, &[])?;
+    if let Some(replay) = idempotency.replay(&state).await? {
+        return Ok(replay);
+    }
     // Like Auth0, deleting a user that does not exist is not an error.
     let now = state.clock.now_iso();
-    let alongside = state.events.alongside(None, |f| f.deleted(&id, &now));
-    if state.store.delete_user(&id, &alongside).await? {
-        state.events.committed(&alongside.events);
+    let alongside = state
+        .events
+        .alongside(None, |f| f.deleted(&id, &now))
+        .with_idempotency(idempotency.claim(&state, StatusCode::NO_CONTENT));
+    match state.store.delete_user(&id, &alongside).await {
+        Ok(deleted) => {
+            if deleted {
+                state.events.committed(&alongside.events);
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(Error::IdempotencyKeyInUse) => idempotency.after_race(&state).await,
+        Err(err) => Err(err),
     }
-    Ok(StatusCode::NO_CONTENT)
 }

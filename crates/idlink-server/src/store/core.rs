@@ -10,11 +10,12 @@ use std::future::Future;
 
 use crate::domain::audit::LogEvent;
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::{Claim, StoredAnswer};
 use crate::domain::linking::{self, LinkPlan, LinkProof, LinkingPolicy, UnlinkMode, UnlinkPlan};
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::domain::users::UserPatch;
 use crate::error::Error;
-use crate::store::{Alongside, ClientRecord, SigningKey, StoredUser, TenantWrite};
+use crate::store::{Alongside, ClientRecord, Credential, SigningKey, StoredUser, TenantWrite};
 
 use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_metadata_text};
 
@@ -294,20 +295,93 @@ fn position(index: usize) -> Result<i64, Error> {
     i64::try_from(index).map_err(Error::internal)
 }
 
+/// Drops the keys that have expired (bounded: only keyed writes purge, and only rows
+/// past their TTL, through the `created_at` index).
+const PURGE_IDEMPOTENCY: &str = "DELETE FROM idempotency_keys WHERE created_at <= ?";
+/// Takes a key for this transaction. On PostgreSQL a concurrent claim of the same key
+/// waits here for this transaction's end, then finds the key taken (or, after a
+/// rollback, takes it); SQLite's single writer runs them one after the other.
+const CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
+     (principal, idem_key, fingerprint, status, body, created_at) VALUES (?, ?, ?, 0, '', ?) \
+     ON CONFLICT DO NOTHING";
+/// Stores the answer of the transaction that claimed the key.
+const ANSWER_IDEMPOTENCY: &str =
+    "UPDATE idempotency_keys SET status = ?, body = ? WHERE principal = ? AND idem_key = ?";
+
+/// Claims the caller's `Idempotency-Key`, if any, before the change does anything: a
+/// key already taken (by a committed call, or a concurrent one that then committed)
+/// ends the transaction with [`Error::IdempotencyKeyInUse`], having written nothing,
+/// and the HTTP layer replays the stored answer.
+pub async fn claim_alongside<T: Tx>(tx: &mut T, alongside: &Alongside) -> Outcome<(), T> {
+    let Some(claim) = &alongside.idempotency else {
+        return Ok(());
+    };
+    tx.execute(
+        PURGE_IDEMPOTENCY,
+        vec![Param::Int(claim.expired_at_or_before)],
+    )
+    .await
+    .map_err(Failure::Db)?;
+    let claimed = tx
+        .execute_count(CLAIM_IDEMPOTENCY, claim_params(claim))
+        .await
+        .map_err(Failure::Db)?;
+    if claimed == 0 {
+        return Err(Error::IdempotencyKeyInUse.into());
+    }
+    Ok(())
+}
+
+fn claim_params(claim: &Claim) -> Vec<Param> {
+    vec![
+        (&claim.scope).into(),
+        (&claim.key).into(),
+        (&claim.fingerprint).into(),
+        Param::Int(claim.created_at),
+    ]
+}
+
+/// Writes what goes beside a change, in its transaction — the one place every write
+/// flow records them: the audit event, the link events (outbox), and the answer under
+/// the key [`claim_alongside`] took (`answer` renders it from the change's result,
+/// given the claim's status; it is the body the HTTP layer sends).
+pub async fn write_alongside<T: Tx>(
+    tx: &mut T,
+    alongside: &Alongside,
+    answer: impl FnOnce(u16) -> StoredAnswer + Send,
+) -> Result<(), T::DbError> {
+    if let Some(event) = &alongside.audit {
+        tx.execute(INSERT_LOG, log_params(event)).await?;
+    }
+    if let Some(claim) = &alongside.idempotency {
+        let answer = answer(claim.status);
+        tx.execute(
+            ANSWER_IDEMPOTENCY,
+            vec![
+                Param::Int(i64::from(answer.status)),
+                Param::Text(Some(answer.body)),
+                (&claim.scope).into(),
+                (&claim.key).into(),
+            ],
+        )
+        .await?;
+    }
+    events::append(tx, &alongside.events).await
+}
+
+/// The audit event a link or unlink writes (always one).
+fn required_audit(alongside: &Alongside) -> Result<&LogEvent, Error> {
+    alongside
+        .audit
+        .as_ref()
+        .ok_or_else(|| Error::internal("a link or unlink is always audited"))
+}
+
 /// Writes `event` in the transaction.
 pub async fn insert_log<T: Tx>(tx: &mut T, event: &LogEvent) -> Outcome<(), T> {
     tx.execute(INSERT_LOG, log_params(event))
         .await
         .map_err(Failure::Db)
-}
-
-/// Writes what goes beside a change (its audit event, its link events) in the change's
-/// transaction: the one place every write flow records them.
-pub async fn write_alongside<T: Tx>(tx: &mut T, alongside: &Alongside) -> Result<(), T::DbError> {
-    if let Some(audit) = &alongside.audit {
-        tx.execute(INSERT_LOG, log_params(audit)).await?;
-    }
-    events::append(tx, &alongside.events).await
 }
 
 /// Links the standalone user whose main identity is `target` into `primary_id`;
@@ -320,6 +394,8 @@ pub async fn link<T: Tx>(
     policy: &LinkingPolicy,
     alongside: &Alongside,
 ) -> Outcome<Vec<Identity>, T> {
+    required_audit(alongside)?;
+    claim_alongside(tx, alongside).await?;
     let (primary, secondary) = if T::ROW_LOCKS {
         // Read what the locks now hold stable: the primary and the locked owner.
         let owner = lock_link_parties(tx, primary_id, target).await?;
@@ -412,7 +488,10 @@ async fn apply_link<T: Tx>(
         .map_or_else(crate::clock::now_iso, |audit| audit.date.clone());
     tx.execute(TOUCH_USER, vec![(&date).into(), primary_id.into()])
         .await?;
-    write_alongside(tx, alongside).await?;
+    write_alongside(tx, alongside, |status| {
+        StoredAnswer::identities(status, &plan.identities)
+    })
+    .await?;
     tx.flush().await
 }
 
@@ -426,6 +505,8 @@ pub async fn unlink<T: Tx>(
     mode: UnlinkMode,
     alongside: &Alongside,
 ) -> Outcome<Vec<Identity>, T> {
+    required_audit(alongside)?;
+    claim_alongside(tx, alongside).await?;
     // Only the primary needs a lock: the recreated user is new.
     if T::ROW_LOCKS && !tx.lock_user(primary_id).await.map_err(Failure::Db)? {
         return Err(DomainError::UserNotFound.into());
@@ -466,7 +547,10 @@ async fn apply_unlink<T: Tx>(
         .await?;
     tx.execute(TOUCH_USER, vec![now.into(), primary_id.into()])
         .await?;
-    write_alongside(tx, alongside).await?;
+    write_alongside(tx, alongside, |status| {
+        StoredAnswer::identities(status, &plan.remaining)
+    })
+    .await?;
     tx.flush().await
 }
 
@@ -479,6 +563,7 @@ pub async fn update_user<T: Tx>(
     now: &str,
     alongside: &Alongside,
 ) -> Outcome<UserRecord, T> {
+    claim_alongside(tx, alongside).await?;
     if T::ROW_LOCKS && !tx.lock_user(user_id).await.map_err(Failure::Db)? {
         return Err(DomainError::UserNotFound.into());
     }
@@ -488,9 +573,84 @@ pub async fn update_user<T: Tx>(
         .ok_or(DomainError::UserNotFound)?;
     patch.apply(&mut user, now);
     write_user(tx, &user, patch).await.map_err(Failure::Db)?;
-    write_alongside(tx, alongside).await.map_err(Failure::Db)?;
+    write_alongside(tx, alongside, |status| StoredAnswer::user(status, &user))
+        .await
+        .map_err(Failure::Db)?;
     tx.flush().await.map_err(Failure::Db)?;
     Ok(user)
+}
+
+/// Inserts a new user's main identity (its credential, if any).
+const INSERT_MAIN_IDENTITY: &str = "INSERT INTO identities (provider, identity_user_id, \
+     user_id_is_int, owner_user_id, position, connection_id, connection_name, is_social, \
+     profile_data, password_hash, login_email, login_username) \
+     VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)";
+
+/// Creates a user with its single main identity. A taken user id, identity or login
+/// name is a unique violation, which the backend answers as `UserExists`.
+pub async fn create_user<T: Tx>(
+    tx: &mut T,
+    user: &UserRecord,
+    credential: Option<&Credential>,
+    alongside: &Alongside,
+) -> Outcome<(), T> {
+    let identity = user
+        .identities
+        .first()
+        .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
+    claim_alongside(tx, alongside).await?;
+    tx.execute(INSERT_USER.as_str(), user_params(user))
+        .await
+        .map_err(Failure::Db)?;
+    let params = vec![
+        (&identity.provider).into(),
+        Param::Text(Some(identity.user_id.as_string())),
+        matches!(identity.user_id, idlink_types::UserId::Integer(_)).into(),
+        (&user.user_id).into(),
+        (&identity.connection_id).into(),
+        (&identity.connection).into(),
+        identity.is_social.into(),
+        Param::Text(credential.map(|c| c.password_hash.clone())),
+        Param::Text(credential.and_then(|c| c.login_email.clone())),
+        Param::Text(credential.and_then(|c| c.login_username.clone())),
+    ];
+    tx.execute(INSERT_MAIN_IDENTITY, params)
+        .await
+        .map_err(Failure::Db)?;
+    write_alongside(tx, alongside, |status| StoredAnswer::user(status, user))
+        .await
+        .map_err(Failure::Db)?;
+    tx.flush().await.map_err(Failure::Db)
+}
+
+/// Deletes a user and (by cascade) every identity it owns; false when there was none.
+pub async fn delete_user<T: Tx>(
+    tx: &mut T,
+    user_id: &str,
+    alongside: &Alongside,
+) -> Outcome<bool, T> {
+    claim_alongside(tx, alongside).await?;
+    let deleted = tx
+        .execute_count(DELETE_USER, vec![user_id.into()])
+        .await
+        .map_err(Failure::Db)?;
+    // Deleting a user that does not exist answers as a deletion (Auth0: 204, so the key
+    // keeps that answer), but nothing happened: no `user.deleted` event.
+    let nothing_happened;
+    let alongside = if deleted > 0 {
+        alongside
+    } else {
+        nothing_happened = Alongside {
+            events: Vec::new(),
+            ..alongside.clone()
+        };
+        &nothing_happened
+    };
+    write_alongside(tx, alongside, StoredAnswer::empty)
+        .await
+        .map_err(Failure::Db)?;
+    tx.flush().await.map_err(Failure::Db)?;
+    Ok(deleted > 0)
 }
 
 async fn write_user<T: Tx>(
@@ -659,7 +819,12 @@ fn key_params(key: &SigningKey) -> Vec<Param> {
 /// Deletes every user and identity, writing `audit`.
 pub async fn delete_all_users<T: Tx>(tx: &mut T, audit: &LogEvent) -> Outcome<(), T> {
     lock_tenant(tx).await?;
-    for sql in ["DELETE FROM identities", "DELETE FROM users"] {
+    // Remembered answers describe users that are gone.
+    for sql in [
+        "DELETE FROM identities",
+        "DELETE FROM users",
+        "DELETE FROM idempotency_keys",
+    ] {
         tx.execute(sql, Vec::new()).await.map_err(Failure::Db)?;
     }
     insert_log(tx, audit).await?;
@@ -676,7 +841,11 @@ pub async fn replace_tenant<T: Tx>(
     now: i64,
 ) -> Outcome<(), T> {
     lock_tenant(tx).await?;
-    for sql in ["DELETE FROM identities", "DELETE FROM users"] {
+    for sql in [
+        "DELETE FROM identities",
+        "DELETE FROM users",
+        "DELETE FROM idempotency_keys",
+    ] {
         tx.execute(sql, Vec::new()).await.map_err(Failure::Db)?;
     }
     tx.execute(

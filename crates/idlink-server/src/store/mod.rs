@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::audit::{LogEvent, LogQuery};
+use crate::domain::idempotency::{Claim, StoredKey};
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -27,11 +28,15 @@ pub use grants::{Rotation, StoredCode, StoredRefresh, StoredSession};
 
 /// What a change writes beside itself, in its own transaction (so the change is never
 /// without them, nor they without the change), through [`core::write_alongside`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Alongside {
     /// The audit log event; `None` where Auth0 logs nothing (user create, update,
     /// delete).
     pub audit: Option<LogEvent>,
+    /// The caller's `Idempotency-Key`: claimed first in the transaction, so a
+    /// concurrent duplicate waits for it (or sees it), and answered at its end. See
+    /// `docs/idempotency.md`.
+    pub idempotency: Option<Claim>,
     /// Link events for the outbox (`docs/events.md`); empty when events are off.
     pub events: Vec<crate::domain::events::OutboxEvent>,
 }
@@ -41,13 +46,21 @@ impl Alongside {
     pub fn audit(audit: LogEvent) -> Self {
         Self {
             audit: Some(audit),
-            events: Vec::new(),
+            ..Self::default()
         }
     }
 
     /// Adds the outbox events.
+    #[must_use]
     pub fn with_events(mut self, events: Vec<crate::domain::events::OutboxEvent>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// With the caller's key claim, if it sent a key.
+    #[must_use]
+    pub fn with_idempotency(mut self, claim: Option<Claim>) -> Self {
+        self.idempotency = claim;
         self
     }
 }
@@ -194,7 +207,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Creates a user with its single main identity; [`domain::error::Error::UserExists`](crate::domain::error::Error::UserExists) when the
     /// identity, user id or login name is taken. `alongside` is written in the same
-    /// transaction.
+    /// transaction; a key already claimed is [`Error::IdempotencyKeyInUse`] (nothing
+    /// written).
     async fn create_user(
         &self,
         user: &UserRecord,
@@ -227,7 +241,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// returns the primary's identities. See [`crate::domain::linking::plan_link`], which
     /// gets `proof` and decides on the rows as loaded inside the transaction.
     /// `policy` says what becomes of the secondary's metadata (and whether a restoring
-    /// unlink's snapshot is kept). `alongside` (audit event, link events) is written in
+    /// unlink's snapshot is kept). `alongside` (its audit event required; link events,
+    /// idempotency claim) is written in
     /// the same transaction, so a link is never without its record.
     async fn link(
         &self,
@@ -248,6 +263,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         mode: UnlinkMode,
         alongside: &Alongside,
     ) -> Result<Vec<Identity>>;
+
+    /// The answer stored under the caller's `Idempotency-Key`, unless it has expired
+    /// (created at or before `expired_at_or_before`, unix seconds).
+    async fn idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        expired_at_or_before: i64,
+    ) -> Result<Option<StoredKey>>;
 
     /// The whole tenant (users with identities and credentials, clients, connections,
     /// keys), read from one snapshot of the database.

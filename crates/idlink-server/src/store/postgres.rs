@@ -32,7 +32,7 @@ use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_
 use super::grants::{self, Rotation, StoredCode, StoredRefresh, StoredSession};
 use super::rows::{
     self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
-    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, USER_COLUMNS, UserColumns, UserRow, bind_user,
+    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, UserRow,
 };
 use super::search_sql::Dialect;
 use super::{
@@ -41,6 +41,7 @@ use super::{
 };
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::StoredKey;
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -572,18 +573,6 @@ impl From<Failure<sqlx::Error>> for Attempt {
     }
 }
 
-async fn insert_user(conn: &mut PgConnection, user: &UserRecord) -> Result<(), Attempt> {
-    let cols = UserColumns::of(user);
-    let sql = format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
-    );
-    bind_user(sqlx::query(&sql), user, &cols)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 async fn add_signing_key_once(conn: &mut PgConnection, key: &SigningKey) -> Result<(), Attempt> {
     sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
         .bind(key.created_at)
@@ -623,33 +612,6 @@ async fn ensure_connection_once(
             .fetch_one(&mut *conn)
             .await?;
     Ok(row.into())
-}
-
-async fn create_user_once(
-    conn: &mut PgConnection,
-    user: &UserRecord,
-    identity: &Identity,
-    credential: Option<&Credential>,
-) -> Result<(), Attempt> {
-    insert_user(conn, user).await?;
-    sqlx::query(
-        "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
-         connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
-         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, NULL, $8, $9, $10)",
-    )
-    .bind(&identity.provider)
-    .bind(identity.user_id.as_string())
-    .bind(matches!(identity.user_id, idlink_types::UserId::Integer(_)))
-    .bind(&user.user_id)
-    .bind(&identity.connection_id)
-    .bind(&identity.connection)
-    .bind(identity.is_social)
-    .bind(credential.map(|c| &c.password_hash))
-    .bind(credential.and_then(|c| c.login_email.as_ref()))
-    .bind(credential.and_then(|c| c.login_username.as_ref()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn insert_refresh(conn: &mut PgConnection, token: &StoredRefresh) -> Result<u64, Attempt> {
@@ -794,18 +756,10 @@ impl Store for PgStore {
         credential: Option<&Credential>,
         alongside: &Alongside,
     ) -> Result<()> {
-        let identity = user
-            .identities
-            .first()
-            .ok_or_else(|| Error::internal("a new user needs its main identity"))?;
         transaction!(
             self,
             OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move {
-                create_user_once(conn, user, identity, credential).await?;
-                core::write_alongside(&mut PgTx(conn), alongside).await?;
-                Ok::<(), Attempt>(())
-            }
+            |conn| async move { core::create_user(&mut PgTx(conn), user, credential, alongside).await }
         )
     }
 
@@ -872,15 +826,7 @@ impl Store for PgStore {
 
     async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
         transaction!(self, OnUnique::Internal, |conn| async move {
-            let deleted = execute(
-                conn,
-                sqlx::query("DELETE FROM users WHERE user_id = $1").bind(user_id),
-            )
-            .await?;
-            if deleted > 0 {
-                core::write_alongside(&mut PgTx(conn), alongside).await?;
-            }
-            Ok::<bool, Attempt>(deleted > 0)
+            core::delete_user(&mut PgTx(conn), user_id, alongside).await
         })
     }
 
@@ -955,6 +901,21 @@ impl Store for PgStore {
                 core::unlink(&mut PgTx(conn), primary_id, target, now, mode, alongside).await
             }
         )
+    }
+
+    async fn idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        expired_at_or_before: i64,
+    ) -> Result<Option<StoredKey>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(numbered(rows::IDEMPOTENCY_SELECT))
+            .bind(scope)
+            .bind(key)
+            .bind(expired_at_or_before)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(rows::stored_key).transpose()
     }
 
     async fn tenant_rows(&self) -> Result<TenantRows> {

@@ -275,46 +275,6 @@ impl From<SigningKeyRow> for SigningKey {
     }
 }
 
-/// Binds a user's values in [`USER_COLUMNS`] order, for either backend.
-pub fn bind_user<'q, DB>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    user: &'q UserRecord,
-    cols: &'q UserColumns,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    DB: sqlx::Database,
-    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let p = &user.profile;
-    query
-        .bind(user.user_id.as_str())
-        .bind(p.email.as_deref())
-        .bind(cols.email_lower.as_deref())
-        .bind(p.email_verified)
-        .bind(p.username.as_deref())
-        .bind(p.phone_number.as_deref())
-        .bind(p.phone_verified)
-        .bind(p.name.as_deref())
-        .bind(p.given_name.as_deref())
-        .bind(p.family_name.as_deref())
-        .bind(p.nickname.as_deref())
-        .bind(p.picture.as_deref())
-        .bind(cols.profile_extra.as_str())
-        .bind(cols.user_metadata.as_str())
-        .bind(cols.app_metadata.as_str())
-        .bind(user.blocked)
-        .bind(user.last_login.as_deref())
-        .bind(user.logins_count)
-        .bind(user.created_at.as_str())
-        .bind(user.updated_at.as_str())
-        .bind(cols.invented_attributes.as_str())
-        .bind(user.blocked_ever_set)
-        .bind(user.last_password_reset.as_deref())
-}
-
 /// A user's column values, ready to bind in [`USER_COLUMNS`] order.
 pub struct UserColumns {
     pub email_lower: Option<String>,
@@ -371,4 +331,21 @@ impl LogRow {
             details: serde_json::from_str(&self.details).map_err(Error::internal)?,
         })
     }
+}
+
+/// A stored `Idempotency-Key` that has not expired: `(fingerprint, status, body)`
+/// (binds: principal, key, the expiry instant).
+pub const IDEMPOTENCY_SELECT: &str = "SELECT fingerprint, status, body FROM idempotency_keys \
+     WHERE principal = ? AND idem_key = ? AND created_at > ?";
+
+/// A row of [`IDEMPOTENCY_SELECT`].
+pub fn stored_key(
+    (fingerprint, status, body): (String, i64, String),
+) -> crate::error::Result<crate::domain::idempotency::StoredKey> {
+    use crate::domain::idempotency::{StoredAnswer, StoredKey};
+    let status = u16::try_from(status).map_err(crate::error::Error::internal)?;
+    Ok(StoredKey {
+        fingerprint,
+        answer: StoredAnswer { status, body },
+    })
 }

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::domain::audit::{LogEvent, LogQuery};
 use crate::domain::error::Error as DomainError;
+use crate::domain::idempotency::StoredKey;
 use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
 use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
@@ -631,47 +632,13 @@ impl Store for SqliteStore {
         credential: Option<&Credential>,
         alongside: &Alongside,
     ) -> Result<()> {
-        let alongside = alongside.clone();
-        let identity = user
-            .identities
-            .first()
-            .ok_or_else(|| Error::internal("a new user needs its main identity"))?
-            .clone();
-        let user_params = core::user_params(user);
-        let owner = user.user_id.clone();
-        let credential = credential.cloned();
+        let (user, credential, alongside) = (user.clone(), credential.cloned(), alongside.clone());
         self.writer
             .run(move |conn| {
-                let taken = || DomainError::UserExists;
-                conn.prepare_cached(core::INSERT_USER.as_str())
-                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(user_params)))
-                    .map_err(unique_as(taken()))?;
-                conn.prepare_cached(
-                    "INSERT INTO identities (provider, identity_user_id, user_id_is_int, owner_user_id, position, \
-                     connection_id, connection_name, is_social, profile_data, password_hash, login_email, login_username) \
-                     VALUES (?, ?, ?, ?, 0, ?, ?, ?, NULL, ?, ?, ?)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        identity.provider,
-                        identity.user_id.as_string(),
-                        matches!(identity.user_id, idlink_types::UserId::Integer(_)),
-                        owner,
-                        identity.connection_id,
-                        identity.connection,
-                        identity.is_social,
-                        credential.as_ref().map(|c| &c.password_hash),
-                        credential.as_ref().and_then(|c| c.login_email.as_ref()),
-                        credential.as_ref().and_then(|c| c.login_username.as_ref()),
-                    ])
-                })
-                .map_err(unique_as(taken()))?;
                 drive(conn, async |tx| {
-                    core::write_alongside(tx, &alongside)
-                        .await
-                        .map_err(Failure::Db)
+                    core::create_user(tx, &user, credential.as_ref(), &alongside).await
                 })
-                .map_err(|failure| settle(failure, Error::internal("unique violation in an event")))
+                .map_err(|failure| settle(failure, DomainError::UserExists))
             })
             .await
     }
@@ -740,26 +707,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
-        let user_id = user_id.to_owned();
-        let alongside = alongside.clone();
+        let (user_id, alongside) = (user_id.to_owned(), alongside.clone());
         self.writer
             .run(move |conn| {
-                let deleted = conn
-                    .prepare_cached(core::DELETE_USER)
-                    .and_then(|mut s| s.execute([&user_id]))
-                    .map_err(internal)?;
-                if deleted == 0 {
-                    return Ok(false);
-                }
                 drive(conn, async |tx| {
-                    core::write_alongside(tx, &alongside)
-                        .await
-                        .map_err(Failure::Db)
+                    core::delete_user(tx, &user_id, &alongside).await
                 })
-                .map_err(|failure| {
-                    settle(failure, Error::internal("unique violation in an event"))
-                })?;
-                Ok(true)
+                .map_err(|failure| settle(failure, Error::internal("unique violation in a delete")))
             })
             .await
     }
@@ -834,6 +788,21 @@ impl Store for SqliteStore {
                 .map_err(|failure| settle(failure, DomainError::UserExists))
             })
             .await
+    }
+
+    async fn idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        expired_at_or_before: i64,
+    ) -> Result<Option<StoredKey>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(super::rows::IDEMPOTENCY_SELECT)
+            .bind(scope)
+            .bind(key)
+            .bind(expired_at_or_before)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(super::rows::stored_key).transpose()
     }
 
     async fn tenant_rows(&self) -> Result<TenantRows> {

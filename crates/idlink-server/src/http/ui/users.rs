@@ -511,6 +511,7 @@ async fn link_confirm(
         &id,
         &json_headers(),
         &link_body(provider, user_id),
+        None,
     )
     .await;
     match linked {
@@ -630,7 +631,16 @@ async fn unlink_confirm(
     let provider = form.get("provider").map_or("", String::as_str);
     let user_id = form.get("user_id").map_or("", String::as_str);
     let principal = session.principal(&state);
-    match perform_unlink(&state, &principal, &request_id, &id, provider, user_id).await {
+    match perform_unlink(
+        &state,
+        &principal,
+        &request_id,
+        &id,
+        (provider, user_id),
+        None,
+    )
+    .await
+    {
         Ok(_) => session.finish(redirect(&format!("/ui/users/{}?done=unlinked", seg(&id)))),
         Err(err) => {
             render_unlink_preview(
