@@ -777,11 +777,13 @@ impl Store for PgStore {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        let row: Option<ClientRow> = read!(self, Isolation::Default, |db| sqlx::query_as(
+        let row: Option<ClientRow> = read!(self, Isolation::Default, |db| {
+            sqlx::query_as(
             "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
-        .fetch_optional(&mut *db));
+        .fetch_optional(&mut *db)
+        });
         Ok(row.map(ClientRecord::from))
     }
 
@@ -830,7 +832,9 @@ impl Store for PgStore {
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         // One snapshot for the user and its identities, so a concurrent link cannot
         // show a half-moved picture.
-        Ok(read!(self, Isolation::Snapshot, |db| load_user(db, user_id)))
+        Ok(read!(self, Isolation::Snapshot, |db| load_user(
+            db, user_id
+        )))
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {

@@ -115,7 +115,11 @@ impl Wire {
     /// The connection of a store call that is not a write transaction: a pooled
     /// connection, or a transaction when the call needs a snapshot or the pooler
     /// needs one. End it with [`Session::finish`].
-    pub(super) async fn session(&self, pool: &PgPool, isolation: Isolation) -> sqlx::Result<Session> {
+    pub(super) async fn session(
+        &self,
+        pool: &PgPool,
+        isolation: Isolation,
+    ) -> sqlx::Result<Session> {
         let held = if self.pinned || isolation == Isolation::Snapshot {
             Held::Tx(self.begin(pool, isolation).await?)
         } else {
