@@ -167,10 +167,9 @@ async fn the_transaction_pooler_setting_needs_a_migrate_url() {
         migrate_url: None,
         ..StoreOptions::default()
     };
-    let err = idlink_server::store::open(&url, &options)
-        .await
-        .err()
-        .expect("refused");
+    let Err(err) = idlink_server::store::open(&url, &options).await else {
+        panic!("--db-pooler transaction without --db-migrate-url started");
+    };
     let message = std::error::Error::source(&err)
         .map(ToString::to_string)
         .unwrap_or_else(|| err.to_string());
