@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The PostgreSQL-relevant tests once more, through PgBouncer (Debian's pgbouncer, 1.18),
 # started on a free port of 127.0.0.1 and stopped when this script ends. The test
-# servers reach PostgreSQL through the pooler with --db-statement-cache 0; their
-# databases are created and migrated over the direct URL (--db-migrate-url).
-# PGBOUNCER_POOL_MODE: transaction (default; fails today with sqlx 0.8, see
-# docs/scaling.md "Behind PgBouncer") or session (passes; what CI runs).
+# servers reach PostgreSQL through the pooler with --db-pooler transaction; their
+# databases are created and migrated over the direct URL (--db-migrate-url). See
+# docs/scaling.md "Behind PgBouncer".
+# PGBOUNCER_POOL_MODE: transaction (default; what CI runs) or session.
+# PGBOUNCER_POOL_SIZE: server connections per database (default 4, fewer than a test
+# server's pool, so that clients share server connections between transactions).
 #
 # Needs: pgbouncer on PATH (or /usr/sbin), and IDLINK_TEST_POSTGRES_URL, the direct
 # URL of a PostgreSQL that trusts local connections (CI's postgres://postgres@127.0.0.1:5432/test).
@@ -47,7 +49,7 @@ auth_type = trust
 auth_file = $work/userlist.txt
 pool_mode = $pool_mode
 max_client_conn = 2000
-default_pool_size = 20
+default_pool_size = ${PGBOUNCER_POOL_SIZE:-4}
 ; sqlx sends extra_float_digits at start-up; PgBouncer 1.18 refuses unknown parameters
 ignore_startup_parameters = extra_float_digits,options
 logfile = $work/pgbouncer.log
@@ -68,10 +70,12 @@ echo "pgbouncer $("$pgbouncer" --version | head -n1) on 127.0.0.1:$port, pool_mo
 pooled="postgres://$authority"; pooled="${pooled/$hostport/127.0.0.1:$port}/${direct##*/}"
 cd "$root"
 status=0
+# --workspace (not -p idlink-server): the same feature set as CI's workspace build, so
+# the dependencies already built are reused instead of built again.
 IDLINK_TEST_BACKEND=postgres \
 IDLINK_TEST_POSTGRES_URL="$pooled" \
 IDLINK_TEST_POSTGRES_DIRECT_URL="$direct" \
-    cargo test -p idlink-server \
+    cargo test --workspace \
         --test linking --test concurrency_restart --test postgres_multi_instance \
         --test password_policy --test jobs "$@" || status=$?
 if [[ $status -ne 0 ]]; then tail -n 40 "$work/pgbouncer.log" >&2 || true; fi

@@ -88,8 +88,12 @@ async fn rows(api: &Api, table: &str) -> i64 {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap()
     } else {
+        // A simple query (no prepared statement): under tests/pgbouncer/run.sh the URL
+        // goes through PgBouncer in transaction mode.
+        use sqlx::Row as _;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap()
+        let row = sqlx::raw_sql(&sql).fetch_one(&pool).await.unwrap();
+        row.get(0)
     }
 }
 

@@ -13,7 +13,7 @@ use idlink_server::config::{Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, TenantCo
 use idlink_server::emulator::EmulatorSettings;
 use idlink_server::ratelimit::RateLimit;
 use idlink_server::startup::StartError;
-use idlink_server::store::{SqliteSynchronous, StoreOptions};
+use idlink_server::store::{DbPooler, SqliteSynchronous, StoreOptions};
 use idlink_server::tls::TlsSettings;
 
 #[derive(Debug, Parser)]
@@ -111,10 +111,15 @@ struct DbOptions {
     /// attempts included (each is logged); exit code 69.
     #[arg(long, env = "IDLINK_DB_CONNECT_TIMEOUT", default_value_t = 10.0)]
     db_connect_timeout: f64,
-    /// PostgreSQL: prepared statements cached per connection; 0 behind a pooler in
-    /// transaction mode such as PgBouncer (every query then goes as an unnamed statement).
+    /// PostgreSQL: prepared statements cached per connection (0: every query goes as
+    /// an unnamed statement).
     #[arg(long, env = "IDLINK_DB_STATEMENT_CACHE", default_value_t = 100)]
     db_statement_cache: usize,
+    /// PostgreSQL: none (a direct connection or a session pooler) or transaction
+    /// (--db goes through PgBouncer with pool_mode = transaction: every call runs in a
+    /// transaction with unnamed statements; needs --db-migrate-url).
+    #[arg(long, env = "IDLINK_DB_POOLER", default_value = "none")]
+    db_pooler: DbPooler,
     /// PostgreSQL: apply migrations over this URL (a direct connection to the server)
     /// instead of --db, e.g. when --db goes through PgBouncer in transaction mode.
     #[arg(long, env = "IDLINK_DB_MIGRATE_URL")]
@@ -137,6 +142,7 @@ impl DbOptions {
             sqlite_synchronous: self.sqlite_synchronous,
             statement_cache_capacity: Some(self.db_statement_cache),
             migrate_url: self.db_migrate_url.clone(),
+            pooler: self.db_pooler,
             ..StoreOptions::default()
         }
     }

@@ -352,9 +352,12 @@ pub struct StoreOptions {
     /// PostgreSQL: how long a request waits for a free pooled connection.
     pub acquire_timeout: Duration,
     /// PostgreSQL: prepared statements cached per connection (`None`: sqlx's default,
-    /// 100). `Some(0)` sends every query as an unnamed statement, which a pooler in
-    /// transaction mode (PgBouncer 1.18) needs; see `docs/scaling.md`.
+    /// 100). `Some(0)` sends every query as an unnamed statement (sqlx itself would
+    /// name them and never close them when its cache is off).
     pub statement_cache_capacity: Option<usize>,
+    /// PostgreSQL: what sits between idlink and the server; behind a pooler in
+    /// transaction mode the store sends its statements the way such a pooler needs.
+    pub pooler: DbPooler,
     /// PostgreSQL: run the migrations over this URL instead (a direct connection,
     /// when the main URL goes through a transaction pooler, which cannot hold the
     /// migrator's session-level advisory lock).
@@ -364,6 +367,36 @@ pub struct StoreOptions {
     /// Where the SQLite writer records its group commits (the server registers the
     /// same histograms for `/metrics`).
     pub metrics: crate::metrics::StoreMetrics,
+}
+
+/// What sits between idlink and PostgreSQL (`--db-pooler`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DbPooler {
+    /// A direct connection, or a pooler in session mode: a client keeps its server
+    /// connection, so named statements are cached per connection (one round trip per
+    /// query once prepared) and `statement_timeout` is set once per connection.
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`): a client
+    /// holds a server connection only from `BEGIN` to `COMMIT`. Every store call then
+    /// runs in a transaction, statements are unnamed, `statement_timeout` is set per
+    /// transaction (`SET LOCAL`), and migrations need `--db-migrate-url`. See
+    /// `docs/scaling.md`.
+    Transaction,
+}
+
+impl std::str::FromStr for DbPooler {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "transaction" => Ok(Self::Transaction),
+            _ => Err(format!(
+                "{s:?} is not a pooler mode: expected none or transaction"
+            )),
+        }
+    }
 }
 
 /// SQLite's `synchronous` setting, as idlink offers it (WAL mode always).
@@ -414,6 +447,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_cache_capacity: None,
             migrate_url: None,
+            pooler: DbPooler::default(),
             sqlite_synchronous: SqliteSynchronous::default(),
             metrics: crate::metrics::StoreMetrics::default(),
         }
@@ -422,7 +456,15 @@ impl Default for StoreOptions {
 
 #[cfg(test)]
 mod tests {
-    use super::SqliteSynchronous;
+    use super::{DbPooler, SqliteSynchronous};
+
+    #[test]
+    fn pooler_modes_parse_and_default_to_none() {
+        assert_eq!(DbPooler::default(), DbPooler::None);
+        assert_eq!("transaction".parse(), Ok(DbPooler::Transaction));
+        assert_eq!("None".parse(), Ok(DbPooler::None));
+        assert!("session".parse::<DbPooler>().is_err());
+    }
 
     #[test]
     fn synchronous_modes_parse_and_default_to_full() {

@@ -27,6 +27,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
 
+use self::wire::{Db, Isolation, Wire};
+
 use super::core::{self, Failure, Param};
 use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
 use super::grants::{self, Rotation, StoredCode, StoredRefresh, StoredSession};
@@ -48,6 +50,8 @@ use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
 use crate::startup::{StartError, StartKind};
 
+mod wire;
+
 /// The embedded migrations. sqlx's migrator holds a PostgreSQL advisory lock (keyed
 /// by the database name) while it checks and applies them, so instances starting
 /// together apply each migration once; the others wait, then find nothing to do.
@@ -63,6 +67,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    wire: Wire,
 }
 
 /// `url` with any password replaced by `***`, for messages and logs.
@@ -207,17 +212,17 @@ async fn back_off(attempt: u32, reason: &str) {
     tokio::time::sleep(Duration::from_millis(millis)).await;
 }
 
-/// Runs `$body` (an expression using `$conn: &mut PgConnection`, evaluating to a
-/// future of `Result<T, Attempt>`) in a transaction, committing on success, and runs
-/// the whole transaction again on transient failures (see [`settle`]).
+/// Runs `$body` (an expression using `$conn: &mut Db`, evaluating to a future of
+/// `Result<T, Attempt>`) in a transaction, committing on success, and runs the whole
+/// transaction again on transient failures (see [`settle`]).
 macro_rules! transaction {
     ($store:expr, $on_unique:expr, |$conn:ident| $body:expr) => {{
         let mut attempt: u32 = 1;
         loop {
             let outcome: Result<_, Attempt> = async {
-                let mut tx = $store.pool.begin().await?;
+                let mut tx = $store.wire.begin(&$store.pool, Isolation::Default).await?;
                 let value = {
-                    let $conn: &mut PgConnection = &mut tx;
+                    let $conn: &mut Db<'_> = &mut $store.wire.db(&mut tx);
                     $body.await?
                 };
                 tx.commit().await?;
@@ -232,6 +237,20 @@ macro_rules! transaction {
                 }
             }
         }
+    }};
+}
+
+/// Runs `$body` (an expression using `$db: &mut Db`, evaluating to a future of
+/// `Result<T, _>`) as a read of the given [`Isolation`] (see [`Wire::session`]).
+macro_rules! read {
+    ($store:expr, $isolation:expr, |$db:ident| $body:expr) => {{
+        let mut session = $store.wire.session(&$store.pool, $isolation).await?;
+        let value = {
+            let $db: &mut Db<'_> = &mut session.db();
+            $body.await?
+        };
+        session.finish().await?;
+        value
     }};
 }
 
@@ -252,6 +271,16 @@ impl PgStore {
             Some(capacity) => connect.statement_cache_capacity(capacity),
             None => connect,
         };
+        let wire = Wire::new(options);
+        if options.migrate_url.is_none() && !wire.migrates_through_pool() {
+            return Err(Error::internal(
+                StartError::config(format!(
+                    "--db-pooler transaction needs --db-migrate-url: the migrations cannot run through the pooler at {}",
+                    redact_url(url)
+                ))
+                .hint("pass --db-migrate-url postgres://USER:PASSWORD@HOST:PORT/DATABASE (IDLINK_DB_MIGRATE_URL), a direct connection to the server: sqlx's migrator holds a session-level advisory lock, which a transaction pooler cannot keep"),
+            ));
+        }
 
         // Migrations run on a connection of their own that is closed afterwards: the
         // advisory lock is session-level, so even a migration that fails half-way can
@@ -286,23 +315,22 @@ impl PgStore {
             ).hint("a database migrated by a newer idlink cannot be used by an older one: run the newer version"))
         })?;
 
-        let statement_timeout = options.statement_timeout;
+        let on_connect = wire.connect_statement();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
+                let on_connect = on_connect.clone();
                 Box::pin(async move {
-                    if let Some(timeout) = statement_timeout {
-                        let millis = timeout.as_millis().max(1);
-                        conn.execute(format!("SET statement_timeout = {millis}").as_str())
-                            .await?;
+                    if let Some(sql) = on_connect {
+                        conn.execute(sql.as_str()).await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, wire })
     }
 
     /// The pool, for tools and tests that inspect the database.
@@ -396,7 +424,7 @@ fn connect_failure(err: &sqlx::Error, database: &str, attempts: u32, took: Durat
     }
 }
 
-async fn load_user(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserRecord>> {
+async fn load_user(conn: &mut Db<'_>, user_id: &str) -> Result<Option<UserRecord>> {
     let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(&mut *conn)
@@ -460,9 +488,9 @@ fn bind_params(
 
 /// A PostgreSQL transaction, for the shared flows of [`super::core`]: statements run
 /// at once; users and identities are locked with `FOR UPDATE`.
-struct PgTx<'c>(&'c mut PgConnection);
+struct PgTx<'a, 'c>(&'a mut Db<'c>);
 
-impl core::Tx for PgTx<'_> {
+impl core::Tx for PgTx<'_, '_> {
     type DbError = sqlx::Error;
     const ROW_LOCKS: bool = true;
 
@@ -573,7 +601,7 @@ impl From<Failure<sqlx::Error>> for Attempt {
     }
 }
 
-async fn add_signing_key_once(conn: &mut PgConnection, key: &SigningKey) -> Result<(), Attempt> {
+async fn add_signing_key_once(conn: &mut Db<'_>, key: &SigningKey) -> Result<(), Attempt> {
     sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
         .bind(key.created_at)
         .execute(&mut *conn)
@@ -593,7 +621,7 @@ async fn add_signing_key_once(conn: &mut PgConnection, key: &SigningKey) -> Resu
 }
 
 async fn ensure_connection_once(
-    conn: &mut PgConnection,
+    conn: &mut Db<'_>,
     connection: &Connection,
 ) -> Result<Connection, Attempt> {
     sqlx::query(
@@ -614,7 +642,7 @@ async fn ensure_connection_once(
     Ok(row.into())
 }
 
-async fn insert_refresh(conn: &mut PgConnection, token: &StoredRefresh) -> Result<u64, Attempt> {
+async fn insert_refresh(conn: &mut Db<'_>, token: &StoredRefresh) -> Result<u64, Attempt> {
     execute(
         conn,
         sqlx::query(numbered(grants::INSERT_REFRESH))
@@ -629,7 +657,7 @@ async fn insert_refresh(conn: &mut PgConnection, token: &StoredRefresh) -> Resul
 }
 
 async fn execute(
-    conn: &mut PgConnection,
+    conn: &mut Db<'_>,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<u64, Attempt> {
     Ok(query.execute(&mut *conn).await?.rows_affected())
@@ -646,7 +674,10 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        // A simple query (one message, one round trip): no statement to name or to
+        // keep on one server connection.
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::raw_sql("SELECT 1").execute(&self.pool))
+            .await
         {
             Ok(done) => {
                 done?;
@@ -657,12 +688,11 @@ impl Store for PgStore {
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(read!(self, Isolation::Default, |db| sqlx::query_scalar(
+            "SELECT value FROM settings WHERE key = $1"
         )
+        .bind(key)
+        .fetch_optional(&mut *db)))
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
@@ -679,10 +709,10 @@ impl Store for PgStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let rows: Vec<SigningKeyRow> =
-            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<SigningKeyRow> = read!(self, Isolation::Default, |db| sqlx::query_as(
+            "SELECT * FROM signing_keys ORDER BY created_at DESC, kid"
+        )
+        .fetch_all(&mut *db));
         Ok(rows.into_iter().map(SigningKey::from).collect())
     }
 
@@ -693,10 +723,10 @@ impl Store for PgStore {
     }
 
     async fn connections(&self) -> Result<Vec<Connection>> {
-        let rows: Vec<ConnectionRow> =
-            sqlx::query_as("SELECT id, name, strategy FROM connections ORDER BY created_at, name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<ConnectionRow> = read!(self, Isolation::Default, |db| sqlx::query_as(
+            "SELECT id, name, strategy FROM connections ORDER BY created_at, name"
+        )
+        .fetch_all(&mut *db));
         Ok(rows.into_iter().map(Connection::from).collect())
     }
 
@@ -710,21 +740,21 @@ impl Store for PgStore {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        let row: Option<ClientRow> = sqlx::query_as(
+        let row: Option<ClientRow> = read!(self, Isolation::Default, |db| {
+            sqlx::query_as(
             "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(&mut *db)
+        });
         Ok(row.map(ClientRecord::from))
     }
 
     async fn client_ids(&self) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT client_id FROM clients ORDER BY created_at, client_id")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(read!(self, Isolation::Default, |db| sqlx::query_scalar(
+            "SELECT client_id FROM clients ORDER BY created_at, client_id"
         )
+        .fetch_all(&mut *db)))
     }
 
     async fn put_client(&self, client: &ClientRecord) -> Result<()> {
@@ -766,18 +796,14 @@ impl Store for PgStore {
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         // One snapshot for the user and its identities, so a concurrent link cannot
         // show a half-moved picture.
-        let mut tx = self.pool.begin().await?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
-        let user = load_user(&mut tx, user_id).await?;
-        tx.commit().await?;
-        Ok(user)
+        Ok(read!(self, Isolation::Snapshot, |db| load_user(
+            db, user_id
+        )))
     }
 
     async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
-        let mut tx = self.pool.begin().await?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
+        let mut session = self.wire.session(&self.pool, Isolation::Snapshot).await?;
+        let tx = &mut session.db();
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
         push_user_search(&mut count, query, Dialect::Postgres);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
@@ -792,7 +818,7 @@ impl Store for PgStore {
             .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
         let users: Vec<UserRow> = select.build_query_as().fetch_all(&mut *tx).await?;
         if users.is_empty() {
-            tx.commit().await?;
+            session.finish().await?;
             return Ok((Vec::new(), total.unsigned_abs()));
         }
         let mut ids = QueryBuilder::<Postgres>::new(format!(
@@ -804,7 +830,7 @@ impl Store for PgStore {
         }
         ids.push(") ORDER BY owner_user_id, position");
         let identities: Vec<IdentityRow> = ids.build_query_as().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        session.finish().await?;
         Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
     }
 
@@ -832,16 +858,15 @@ impl Store for PgStore {
 
     async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
         let login = login.to_lowercase();
-        let row: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+        let row = sqlx::query_as::<_, (String, String, bool, Option<String>)>(
             "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
              JOIN users u ON u.user_id = i.owner_user_id \
              WHERE i.connection_id = $1 AND (i.login_email = $2 OR i.login_username = $2) \
              AND i.password_hash IS NOT NULL LIMIT 1",
         )
         .bind(connection_id)
-        .bind(&login)
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(&login);
+        let row = read!(self, Isolation::Default, |db| row.fetch_optional(&mut *db));
         row.map(Login::from_row).transpose()
     }
 
@@ -909,20 +934,19 @@ impl Store for PgStore {
         key: &str,
         expired_at_or_before: i64,
     ) -> Result<Option<StoredKey>> {
-        let row: Option<(String, i64, String)> = sqlx::query_as(numbered(rows::IDEMPOTENCY_SELECT))
+        let sql = numbered(rows::IDEMPOTENCY_SELECT);
+        let row = sqlx::query_as::<_, (String, i64, String)>(&sql)
             .bind(scope)
             .bind(key)
-            .bind(expired_at_or_before)
-            .fetch_optional(&self.pool)
-            .await?;
+            .bind(expired_at_or_before);
+        let row = read!(self, Isolation::Default, |db| row.fetch_optional(&mut *db));
         row.map(rows::stored_key).transpose()
     }
 
     async fn tenant_rows(&self) -> Result<TenantRows> {
         use sqlx::FromRow;
-        let mut tx = self.pool.begin().await?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
+        let mut session = self.wire.session(&self.pool, Isolation::Snapshot).await?;
+        let tx = &mut session.db();
         let users: Vec<UserRow> = sqlx::query_as("SELECT * FROM users")
             .fetch_all(&mut *tx)
             .await?;
@@ -947,7 +971,7 @@ impl Store for PgStore {
             sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
                 .fetch_all(&mut *tx)
                 .await?;
-        tx.commit().await?;
+        session.finish().await?;
         Ok(TenantRows {
             users: rows::assemble_stored(users, identities)?,
             clients: clients.into_iter().map(ClientRecord::from).collect(),
@@ -1084,11 +1108,12 @@ impl Store for PgStore {
     }
 
     async fn session(&self, hash: &str, now: i64) -> Result<Option<StoredSession>> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(numbered(grants::FIND_SESSION))
-            .bind(hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(String, i64, i64)> = read!(self, Isolation::Default, |db| {
+            sqlx::query_as(numbered(grants::FIND_SESSION))
+                .bind(hash)
+                .bind(now)
+                .fetch_optional(&mut *db)
+        });
         Ok(row.map(|(user_id, auth_time, expires_at)| StoredSession {
             hash: hash.to_owned(),
             user_id,
@@ -1107,11 +1132,12 @@ impl Store for PgStore {
 
     async fn identity_login(&self, key: &IdentityKey) -> Result<Option<(String, bool)>> {
         let row: Option<(String, bool, Option<String>)> =
-            sqlx::query_as(numbered(grants::IDENTITY_OWNER))
-                .bind(&key.provider)
-                .bind(&key.user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+            read!(self, Isolation::Default, |db| sqlx::query_as(numbered(
+                grants::IDENTITY_OWNER
+            ))
+            .bind(&key.provider)
+            .bind(&key.user_id)
+            .fetch_optional(&mut *db));
         row.map(|(owner, blocked, link_state)| {
             let linked_blocked = rows::link_state_of(link_state.as_deref())?.blocked;
             Ok((owner, blocked || linked_blocked))
@@ -1141,7 +1167,8 @@ impl Store for PgStore {
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {
-        let mut conn = self.pool.acquire().await?;
+        let mut session = self.wire.session(&self.pool, Isolation::Default).await?;
+        let conn = &mut session.db();
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM logs");
         push_log_filter(&mut count, query);
         let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
@@ -1149,6 +1176,7 @@ impl Store for PgStore {
         push_log_filter(&mut select, query);
         push_log_page(&mut select, query);
         let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+        session.finish().await?;
         let events = rows
             .into_iter()
             .map(LogRow::into_event)

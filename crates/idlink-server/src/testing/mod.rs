@@ -267,7 +267,7 @@ impl TestBackend {
 /// `IDLINK_TEST_POSTGRES_DIRECT_URL`, when set and not empty: the test PostgreSQL
 /// server reached directly, while `IDLINK_TEST_POSTGRES_URL` goes through a pooler in
 /// transaction mode (`tests/pgbouncer/run.sh`). Test databases are then created and
-/// migrated over the direct URL and served through the pooler, statement cache off.
+/// migrated over the direct URL and served through the pooler (`--db-pooler transaction`).
 pub fn postgres_direct_test_url() -> Option<String> {
     std::env::var("IDLINK_TEST_POSTGRES_DIRECT_URL")
         .ok()
@@ -275,8 +275,8 @@ pub fn postgres_direct_test_url() -> Option<String> {
 }
 
 /// The store options of a test server on the PostgreSQL database `url`: as given,
-/// or, behind the test pooler, with migrations over the direct URL and no statement
-/// cache (what `docs/scaling.md` tells operators to set).
+/// or, behind the test pooler, with `--db-pooler transaction` and migrations over the
+/// direct URL (what `docs/scaling.md` tells operators to set).
 fn pooled_store_options(
     url: &str,
     options: crate::store::StoreOptions,
@@ -286,7 +286,7 @@ fn pooled_store_options(
             let name = url.rsplit('/').next().unwrap_or_default();
             let name = name.split('?').next().unwrap_or_default();
             crate::store::StoreOptions {
-                statement_cache_capacity: Some(0),
+                pooler: crate::store::DbPooler::Transaction,
                 migrate_url: Some(database_url_with_name(&direct, name)),
                 ..options
             }
