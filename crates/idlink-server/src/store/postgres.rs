@@ -935,7 +935,7 @@ impl Store for PgStore {
         expired_at_or_before: i64,
     ) -> Result<Option<StoredKey>> {
         let sql = numbered(rows::IDEMPOTENCY_SELECT);
-        let row = sqlx::query_as::<_, (String, i64, String)>(&sql)
+        let row = sqlx::query_as::<_, (String, i64, String)>(sql)
             .bind(scope)
             .bind(key)
             .bind(expired_at_or_before);
