@@ -77,6 +77,6 @@ IDLINK_TEST_POSTGRES_URL="$pooled" \
 IDLINK_TEST_POSTGRES_DIRECT_URL="$direct" \
     cargo test --workspace \
         --test linking --test concurrency_restart --test postgres_multi_instance \
-        --test password_policy --test jobs "$@" || status=$?
+        --test password_policy --test jobs --test idempotency --test events "$@" || status=$?
 if [[ $status -ne 0 ]]; then tail -n 40 "$work/pgbouncer.log" >&2 || true; fi
 exit $status

@@ -150,8 +150,21 @@ async fn every_change_reaches_the_webhook_signed_in_order_despite_5xx() {
         .unwrap();
     assert_eq!(update.event["data"]["attributes"], json!(["user_metadata"]));
 
-    // Everything delivered: nothing pending or dead.
-    let deliveries = api.get("/idlink/v1/webhooks/deliveries").await;
+    // Everything delivered: nothing pending or dead. The receiver has answered the last
+    // send, but the deliverer records it in a transaction of its own just after: wait
+    // for that (bounded) before reading the states.
+    let mut deliveries = api.get("/idlink/v1/webhooks/deliveries").await;
+    for _ in 0..100 {
+        let all_done = deliveries
+            .body
+            .as_array()
+            .is_some_and(|list| list.len() == 6 && list.iter().all(|d| d["state"] == "delivered"));
+        if all_done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        deliveries = api.get("/idlink/v1/webhooks/deliveries").await;
+    }
     assert_eq!(deliveries.status, 200, "{}", deliveries.body);
     let states: Vec<&str> = deliveries
         .body

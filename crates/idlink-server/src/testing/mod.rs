@@ -452,29 +452,40 @@ pub async fn check_ownership(database_url: &str) -> Ownership {
         .await
         .expect("connect for the invariant check");
     for (what, sql) in OWNERSHIP_BREACHES {
-        let found: Vec<(String,)> = sqlx::query_as(sql)
-            .fetch_all(&mut conn)
-            .await
-            .expect("invariant query");
+        let found = text_column(&mut conn, sql).await;
         assert!(found.is_empty(), "{what}: {found:?}");
     }
-    let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-        .fetch_one(&mut conn)
-        .await
-        .expect("count users");
-    let keys: Vec<(String,)> =
-        sqlx::query_as("SELECT provider || '|' || identity_user_id FROM identities")
-            .fetch_all(&mut conn)
-            .await
-            .expect("identities");
+    let users = text_column(&mut conn, "SELECT COUNT(*)::text FROM users").await;
+    let keys = text_column(
+        &mut conn,
+        "SELECT provider || '|' || identity_user_id FROM identities",
+    )
+    .await;
     let _ = conn.close().await;
     let count = keys.len();
-    let identities: std::collections::BTreeSet<String> = keys.into_iter().map(|(k,)| k).collect();
+    let identities: std::collections::BTreeSet<String> = keys.into_iter().collect();
     assert_eq!(identities.len(), count, "an identity is stored twice");
     Ownership {
-        users: usize::try_from(users).expect("user count"),
+        users: users
+            .first()
+            .and_then(|n| n.parse().ok())
+            .expect("user count"),
         identities,
     }
+}
+
+/// The first column of every row of `sql`, sent as a simple query: no prepared
+/// statement, so the check also runs through a transaction-pooling PgBouncer (where a
+/// named statement can meet another client's of the same name).
+async fn text_column(conn: &mut sqlx::PgConnection, sql: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    sqlx::raw_sql(sql)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("invariant query {sql}: {e}"))
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect()
 }
 
 #[cfg(test)]
