@@ -98,6 +98,14 @@ impl Default for Config {
 /// max_import_bytes = 1073741824    # largest jobs/users-imports file (413 beyond; 1 GiB)
 /// job_lease = 30                   # seconds a dead runner's job waits to be taken over
 ///
+/// [events]                         # link events, see docs/events.md
+/// retention = 604800               # seconds delivered events are kept
+///
+/// [[webhooks]]
+/// url = "https://hooks.example.com/idlink"
+/// events = ["user.identity.linked"] # empty: every type
+/// secret = "whsec_…"               # whsec_ + base64 of 24-64 bytes
+///
 /// [tokens]
 /// access_token_lifetime = 86400    # seconds
 /// id_token_lifetime = 36000
@@ -214,7 +222,7 @@ pub struct EventsConfig {
 }
 
 /// One `[[webhooks]]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where events are POSTed (http or https); it also names the webhook in the
@@ -225,6 +233,16 @@ pub struct WebhookConfig {
     pub events: Vec<String>,
     /// `whsec_` + base64 of 24 to 64 random bytes (Standard Webhooks' secret format).
     pub secret: String,
+}
+
+/// Never prints the secret (configs are logged when debugging start-up).
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TenantConfig {

@@ -57,6 +57,11 @@ pub enum Error {
     RouteNotFound,
     #[error("The job does not exist.")]
     JobNotFound,
+    /// An events route while link events are off (`docs/events.md`).
+    #[error(
+        "Link events are off: configure [[webhooks]] or [events] enabled = true (see docs/events.md)."
+    )]
+    EventsDisabled,
     /// A job file's download link is expired or was not issued by this tenant.
     #[error("The download link is invalid or has expired.")]
     InvalidDownloadLink,
@@ -135,6 +140,7 @@ impl Error {
             ResourceServerNotFound => (StatusCode::NOT_FOUND, Some("inexistent_resource_server")),
             RouteNotFound => (StatusCode::NOT_FOUND, None),
             JobNotFound => (StatusCode::NOT_FOUND, Some("inexistent_job")),
+            EventsDisabled => (StatusCode::NOT_FOUND, Some("events_disabled")),
             InvalidDownloadLink => (StatusCode::FORBIDDEN, Some("invalid_signature")),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),

@@ -2,7 +2,7 @@
 //! Server-Sent Events with `Last-Event-ID` resume, and
 //! `GET /idlink/v1/webhooks/deliveries`, where dead (and pending, delivered) webhook
 //! deliveries are seen. Both need a Management API token with `read:logs`; with events
-//! off both answer 404, as any unknown path.
+//! off both answer 404 `events_disabled`.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -59,13 +59,28 @@ fn sse_event(event: &StoredEvent) -> Event {
         .data(event.body.clone())
 }
 
-async fn stream(
+/// The outbox as Server-Sent Events: every event kept, then new ones as they commit.
+#[utoipa::path(
+    get,
+    path = "/idlink/v1/events",
+    tag = "events",
+    params(
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (the SSE `id` of the last event received)"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`: `id` (outbox id), `event` (the type) and `data` (the CloudEvent JSON) per event", content_type = "text/event-stream", body = String),
+        (status = 404, description = "Link events are off (`events_disabled`)", body = idlink_types::ErrorBody),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["read:logs"]))
+)]
+pub(super) async fn stream(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
 ) -> Result<Response> {
     if !state.events.enabled() {
-        return Err(Error::RouteNotFound);
+        return Err(Error::EventsDisabled);
     }
     principal.require_any(SCOPES)?;
     let after = resume_after(&headers)?;
@@ -115,13 +130,28 @@ async fn stream(
         .into_response())
 }
 
-async fn deliveries(
+/// Webhook deliveries, newest event first (at most 100).
+#[utoipa::path(
+    get,
+    path = "/idlink/v1/webhooks/deliveries",
+    tag = "events",
+    params(
+        ("state" = Option<String>, Query, description = "pending, delivered or dead"),
+    ),
+    responses(
+        (status = 200, description = "Each delivery: webhook, event_id, state, attempts, next_attempt_at, last_error, updated_at, event", body = [Object]),
+        (status = 404, description = "Link events are off (`events_disabled`)", body = idlink_types::ErrorBody),
+        super::openapi::ApiErrors,
+    ),
+    security(("bearer" = ["read:logs"]))
+)]
+pub(super) async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Vec<Value>>> {
     if !state.events.enabled() {
-        return Err(Error::RouteNotFound);
+        return Err(Error::EventsDisabled);
     }
     principal.require_any(SCOPES)?;
     let state_filter = match params.get("state").map(String::as_str) {
