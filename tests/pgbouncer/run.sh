@@ -5,8 +5,9 @@
 # databases are created and migrated over the direct URL (--db-migrate-url). See
 # docs/scaling.md "Behind PgBouncer".
 # PGBOUNCER_POOL_MODE: transaction (default; what CI runs) or session.
-# PGBOUNCER_POOL_SIZE: server connections per database (default 4, fewer than a test
-# server's pool, so that clients share server connections between transactions).
+# PGBOUNCER_POOL_SIZE: server connections per database. Default in transaction mode 4,
+# fewer than a test server's pool, so that clients share server connections between
+# transactions; in session mode 20 (each client keeps one for its whole life).
 #
 # Needs: pgbouncer on PATH (or /usr/sbin), and IDLINK_TEST_POSTGRES_URL, the direct
 # URL of a PostgreSQL that trusts local connections (CI's postgres://postgres@127.0.0.1:5432/test).
@@ -34,6 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 pool_mode="${PGBOUNCER_POOL_MODE:-transaction}"
+if [[ "$pool_mode" == transaction ]]; then pool_size="${PGBOUNCER_POOL_SIZE:-4}"; else pool_size="${PGBOUNCER_POOL_SIZE:-20}"; fi
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 printf '"%s" ""\n' "$pg_user" > "$work/userlist.txt"
 cat > "$work/pgbouncer.ini" <<INI
@@ -49,7 +51,7 @@ auth_type = trust
 auth_file = $work/userlist.txt
 pool_mode = $pool_mode
 max_client_conn = 2000
-default_pool_size = ${PGBOUNCER_POOL_SIZE:-4}
+default_pool_size = $pool_size
 ; sqlx sends extra_float_digits at start-up; PgBouncer 1.18 refuses unknown parameters
 ignore_startup_parameters = extra_float_digits,options
 logfile = $work/pgbouncer.log
@@ -65,7 +67,7 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { cat "$work/pgbouncer.log" >&2; echo "pgbouncer did not start" >&2; exit 1; }
-echo "pgbouncer $("$pgbouncer" --version | head -n1) on 127.0.0.1:$port, pool_mode = $pool_mode"
+echo "pgbouncer $("$pgbouncer" --version | head -n1) on 127.0.0.1:$port, pool_mode = $pool_mode, default_pool_size = $pool_size"
 
 pooled="postgres://$authority"; pooled="${pooled/$hostport/127.0.0.1:$port}/${direct##*/}"
 cd "$root"
