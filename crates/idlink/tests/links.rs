@@ -463,3 +463,44 @@ async fn under_a_tight_rate_limit_apply_links_waits_out_the_429s_and_links_once(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_workers_under_a_two_per_second_limit_link_every_pair_once() {
+    // Auth0 Free's shape: 2 requests a second. Sixteen workers wake together whenever
+    // the limit resets and most are refused again, far more often than the client's
+    // retries allow; apply-links waits them out rather than fail a link.
+    let server = TestServer::start_with(|config| {
+        config.tenant.rate_limit = Some(RateLimit::new(2, 2.0));
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let mut primaries = Vec::new();
+    for n in 0..8 {
+        let email = format!("free{n}@example.com");
+        primaries.push(id(&api.database_user(&email, true).await));
+        api.social_user("github", &format!("f{n}"), &email, true)
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    json(&idlink(&server, &["suggest-links", "--out", plan_arg, "--json"]).await);
+    let out = json(
+        &idlink(
+            &server,
+            &["apply-links", plan_arg, "--concurrency", "16", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(
+        (out["linked"].as_u64(), out["failed"].as_u64()),
+        (Some(8), Some(0)),
+        "{out}"
+    );
+    for (n, primary) in primaries.iter().enumerate() {
+        assert_eq!(
+            api.identities(primary).await,
+            [primary.clone(), format!("github|f{n}")]
+        );
+    }
+}

@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use idlink_client::{
@@ -291,6 +292,11 @@ pub async fn run_apply(args: ApplyLinksArgs) -> Result<(), CliError> {
     };
     let context = GroupContext {
         client: &client,
+        patience: if args.target.max_retries == Some(0) {
+            Duration::ZERO
+        } else {
+            RATE_LIMIT_PATIENCE
+        },
         normalization: plan.normalization,
         settled: &settled,
         dry_run: args.dry_run,
@@ -346,10 +352,42 @@ pub async fn run_apply(args: ApplyLinksArgs) -> Result<(), CliError> {
 /// What every group of one run shares.
 struct GroupContext<'a> {
     client: &'a ManagementClient,
+    /// How long a call the tenant keeps answering 429 is tried again, beyond the
+    /// client's own retries (zero with `--max-retries 0`).
+    patience: Duration,
     normalization: EmailNormalization,
     settled: &'a HashSet<(String, String)>,
     dry_run: bool,
     recorder: &'a Recorder,
+}
+
+/// How long apply-links keeps at a call refused with 429 after the client's retries.
+/// Many workers share one tenant limit (Auth0 Free: 2 requests a second), and when the
+/// limit resets they wake together: one wins and the rest are refused again, so a
+/// worker can lose far more often than its retries allow. A rate limit is a reason to
+/// go slower, not to fail a link.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Calls `call` until it is answered otherwise than 429 or `patience` has passed,
+/// waiting between tries with exponential backoff (0.5 s doubling to 8 s) and full
+/// jitter, so waiting workers spread out instead of waking together.
+async fn patiently<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, idlink_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::IntoFuture<Output = Result<T, idlink_client::Error>>,
+{
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match call().into_future().await {
+            Err(e) if e.status_code() == Some(429) && started.elapsed() < patience => {
+                let jittered = backoff.mul_f64(0.5 + rand::random::<f64>());
+                tokio::time::sleep(jittered).await;
+                backoff = (backoff * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl GroupContext<'_> {
@@ -416,7 +454,7 @@ impl GroupContext<'_> {
 
     /// The user `id` as it is now; `None` when there is no such user.
     async fn current(&self, id: &str) -> Result<Option<User>, CliError> {
-        match self.client.users().get(id, None).await {
+        match patiently(self.patience, || self.client.users().get(id, None)).await {
             Ok(user) => Ok(Some(user)),
             Err(e) if e.status_code() == Some(404) => Ok(None),
             Err(e) => Err(e.into()),
@@ -488,17 +526,20 @@ impl GroupContext<'_> {
         if self.dry_run {
             return (OutcomeKind::WouldLink, None);
         }
-        let request = LinkUserIdentityRequestContent::identity(
-            UserIdentityProviderEnum::from(secondary.provider.as_str()),
-            secondary.identity_user_id.as_str(),
-        );
-        match self
-            .client
-            .users()
-            .identities()
-            .link(&primary.user_id, request, None)
-            .await
-        {
+        let request = || {
+            LinkUserIdentityRequestContent::identity(
+                UserIdentityProviderEnum::from(secondary.provider.as_str()),
+                secondary.identity_user_id.as_str(),
+            )
+        };
+        // Refused with 429, a link did not happen: trying it again is safe.
+        let linked = patiently(self.patience, || {
+            self.client
+                .users()
+                .identities()
+                .link(&primary.user_id, request(), None)
+        });
+        match linked.await {
             Ok(identities) => {
                 primary.identities = identities;
                 (OutcomeKind::Linked, None)
