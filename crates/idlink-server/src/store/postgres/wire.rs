@@ -16,7 +16,6 @@
 //! Every statement of the store goes through a [`Db`], the one place that decides
 //! whether it is named.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -53,23 +52,38 @@ pub(super) struct Wire {
     /// `statement_timeout` in milliseconds: set per connection directly, per
     /// transaction (`SET LOCAL`) behind a transaction pooler.
     timeout_millis: Option<u128>,
+    /// What [`Wire::after_begin_statement`] answers, for the default isolation and for
+    /// a snapshot, made once per store.
+    after_begin: [Option<String>; 2],
 }
 
 impl Wire {
     pub(super) fn new(options: &StoreOptions) -> Self {
         let pinned = options.pooler == DbPooler::Transaction;
+        let timeout_millis = options
+            .statement_timeout
+            .map(|timeout: Duration| timeout.as_millis().max(1));
+        let after_begin = |snapshot: bool| {
+            let mut parts = Vec::new();
+            if snapshot {
+                parts.push("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_owned());
+            }
+            if let (true, Some(millis)) = (pinned, timeout_millis) {
+                parts.push(format!("SET LOCAL statement_timeout = {millis}"));
+            }
+            (!parts.is_empty()).then(|| parts.join("; "))
+        };
         Self {
             named: !pinned && options.statement_cache_capacity != Some(0),
             pinned,
-            timeout_millis: options
-                .statement_timeout
-                .map(|timeout: Duration| timeout.as_millis().max(1)),
+            timeout_millis,
+            after_begin: [after_begin(false), after_begin(true)],
         }
     }
 
     /// The statement a new pooled connection runs once: session settings, which only
     /// last while the client keeps its server connection (not behind a transaction
-    /// pooler, where [`Wire::begin_statement`] sets them instead).
+    /// pooler, where [`Wire::after_begin_statement`] sets them instead).
     pub(super) fn connect_statement(&self) -> Option<String> {
         match self.timeout_millis {
             Some(millis) if !self.pinned => Some(format!("SET statement_timeout = {millis}")),
@@ -77,18 +91,16 @@ impl Wire {
         }
     }
 
-    /// The statement that opens a transaction (one simple query, one round trip):
-    /// `BEGIN`, with the isolation asked for and, behind a transaction pooler, the
-    /// session settings as `SET LOCAL`.
-    pub(super) fn begin_statement(&self, isolation: Isolation) -> String {
-        let mut sql = String::from(match isolation {
-            Isolation::Default => "BEGIN",
-            Isolation::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-        });
-        if let (true, Some(millis)) = (self.pinned, self.timeout_millis) {
-            sql.push_str(&format!("; SET LOCAL statement_timeout = {millis}"));
+    /// What a transaction runs right after sqlx's own `BEGIN` (one simple query): the
+    /// isolation asked for and, behind a transaction pooler, the session settings as
+    /// `SET LOCAL`. Not folded into the `BEGIN` (`begin_with`): a call cancelled while
+    /// that custom `BEGIN` is in flight gave its connection back to the pool still in a
+    /// (read-only) transaction, and the next write on it failed (tests/limits.rs).
+    pub(super) fn after_begin_statement(&self, isolation: Isolation) -> Option<&str> {
+        match isolation {
+            Isolation::Default => self.after_begin[0].as_deref(),
+            Isolation::Snapshot => self.after_begin[1].as_deref(),
         }
-        sql
     }
 
     /// Whether the migrations may run over the pooled URL: sqlx's migrator holds a
@@ -104,12 +116,11 @@ impl Wire {
         pool: &PgPool,
         isolation: Isolation,
     ) -> sqlx::Result<Transaction<'static, Postgres>> {
-        let sql = self.begin_statement(isolation);
-        if sql == "BEGIN" {
-            pool.begin().await
-        } else {
-            pool.begin_with(Cow::Owned(sql)).await
+        let mut tx = pool.begin().await?;
+        if let Some(sql) = self.after_begin_statement(isolation) {
+            tx.execute(sql).await?;
         }
+        Ok(tx)
     }
 
     /// The connection of a store call that is not a write transaction: a pooled
@@ -277,10 +288,10 @@ mod tests {
             direct.connect_statement().as_deref(),
             Some("SET statement_timeout = 30000")
         );
-        assert_eq!(direct.begin_statement(Isolation::Default), "BEGIN");
+        assert_eq!(direct.after_begin_statement(Isolation::Default), None);
         assert_eq!(
-            direct.begin_statement(Isolation::Snapshot),
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+            direct.after_begin_statement(Isolation::Snapshot),
+            Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         );
         assert!(direct.migrates_through_pool());
         // No cache: unnamed, rather than named and never closed.
@@ -295,17 +306,20 @@ mod tests {
         assert!(pooled.pinned);
         assert_eq!(pooled.connect_statement(), None);
         assert_eq!(
-            pooled.begin_statement(Isolation::Default),
-            "BEGIN; SET LOCAL statement_timeout = 30000"
+            pooled.after_begin_statement(Isolation::Default),
+            Some("SET LOCAL statement_timeout = 30000")
         );
         assert_eq!(
-            pooled.begin_statement(Isolation::Snapshot),
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = 30000"
+            pooled.after_begin_statement(Isolation::Snapshot),
+            Some(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL statement_timeout = 30000"
+            )
         );
         assert!(!pooled.migrates_through_pool());
         assert_eq!(
-            wire(DbPooler::Transaction, None, None).begin_statement(Isolation::Default),
-            "BEGIN"
+            wire(DbPooler::Transaction, None, None).after_begin_statement(Isolation::Default),
+            None
         );
     }
 }
