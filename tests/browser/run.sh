@@ -42,6 +42,7 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 app_port="$(free_port)"
+reader_secret="browser-reader-secret-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 cat >"$work/idlink.toml" <<TOML
 [[clients]]
 name = "Browser SPA"
@@ -51,6 +52,13 @@ token_endpoint_auth_method = "none"
 callbacks = ["http://localhost:$app_port/"]
 allowed_logout_urls = ["http://localhost:$app_port/"]
 web_origins = ["http://localhost:$app_port"]
+
+[[clients]]
+name = "Read-only operator"
+client_id = "browser-reader"
+client_secret = "$reader_secret"
+grant_types = ["client_credentials"]
+scopes = ["read:users"]
 
 [[connections]]
 name = "google-oauth2"
@@ -93,6 +101,7 @@ for _ in $(seq 150); do
     sleep 0.1
 done
 EMULATOR_URL="$emulator_url" IDLINK_BASE_URL="$base" ADMIN_CLIENT_ID="$admin_id" ADMIN_CLIENT_SECRET="$admin_secret" ADMIN_TOKEN="$token" \
+    READER_CLIENT_ID="browser-reader" READER_CLIENT_SECRET="$reader_secret" \
     node "$here/ui_test.mjs"
 ui_status=$?
 [[ $status -eq 0 ]] && status=$ui_status

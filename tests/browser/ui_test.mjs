@@ -2,8 +2,10 @@
 // with the admin client, search a user, open it, link an account through the preview
 // and "Confirm link" (checked through the API), "Unlink" + "Confirm unlink" (the
 // recreated user checked through the API), the suggested-links page shows a seeded
-// duplicate, a CSRF-less POST is refused, the Emulator page (EMULATOR_URL) moves the clock; axe-core on every page (no serious or
-// critical violations). Screenshots go to tests/browser/screenshots/ (not committed);
+// duplicate, a CSRF-less POST is refused, a read-only client sees no action buttons, the
+// same link and unlink work with JavaScript off, the User page fits a phone, the Emulator
+// page (EMULATOR_URL) moves the clock; axe-core on every page (no serious or critical
+// violations). Screenshots go to tests/browser/screenshots/ (not committed);
 // UI_USER_SCREENSHOT names where the user page's goes (docs/ui-user.png).
 // Closes with `ui: N passed, N failed`.
 import { mkdir, readFile } from "node:fs/promises";
@@ -43,6 +45,8 @@ const password = "correct-Horse-battery-9";
 const primary = await created({ connection: db, email: "ui-primary@example.com", password, email_verified: true, name: "Primary Person", user_metadata: { theme: "dark" } });
 await created({ connection: "google-oauth2", user_id: "ui-secondary-1", email: "ui-secondary@example.com", email_verified: true, name: "Secondary Person" });
 await created({ connection: db, email: "dup@example.com", password, email_verified: true });
+const plainPrimary = await created({ connection: db, email: "nojs-primary@example.com", password, email_verified: true });
+await created({ connection: "google-oauth2", user_id: "nojs-secondary-1", email: "nojs-secondary@example.com", email_verified: true });
 await created({ connection: "google-oauth2", user_id: "dup-1", email: "dup@example.com", email_verified: true });
 
 const browser = await chromium.launch({
@@ -58,6 +62,13 @@ const axe = async (page, name) => {
     JSON.stringify(bad.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) }))));
 };
 const shot = async (page, name) => page.screenshot({ path: `${shots}${name}.png`, fullPage: true });
+const signIn = async (page, id, secret) => {
+  await page.goto(`${base}/ui/login`);
+  await page.getByLabel("Client ID").fill(id);
+  await page.getByLabel("Client secret").fill(secret);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Users", exact: true }).waitFor();
+};
 
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -156,6 +167,45 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${base}/ui/users/${encodeURIComponent(primary)}`);
   await shot(page, "user-phone");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check("the User page fits a phone's width (no sideways scrolling)", overflow <= 0, `${overflow}px too wide`);
+
+  // A client holding read:users only: it sees users but no button that changes anything.
+  const reader = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const rpage = await reader.newPage();
+  rpage.setDefaultTimeout(20000);
+  await signIn(rpage, process.env.READER_CLIENT_ID, process.env.READER_CLIENT_SECRET);
+  await rpage.goto(`${base}/ui/users/${encodeURIComponent(primary)}`);
+  await rpage.getByRole("heading", { name: "Identities" }).waitFor();
+  const actions = await rpage.getByRole("button", { name: /^(Link an account|Unlink|Confirm link|Confirm unlink)$/ }).count()
+    + await rpage.getByRole("link", { name: "Link an account" }).count();
+  check("a read-only client sees no action buttons", actions === 0, `${actions} found`);
+  await reader.close();
+
+  // Without JavaScript: every read and action is a plain link or form.
+  const plain = await browser.newContext({ viewport: { width: 1280, height: 860 }, javaScriptEnabled: false });
+  const ppage = await plain.newPage();
+  ppage.setDefaultTimeout(20000);
+  await signIn(ppage, adminId, adminSecret);
+  await ppage.getByLabel("Search users").fill("nojs-primary@example.com");
+  await ppage.getByRole("button", { name: "Search", exact: true }).click();
+  await ppage.getByRole("link", { name: "nojs-primary@example.com" }).click();
+  await ppage.getByRole("link", { name: "Link an account" }).click();
+  await ppage.getByLabel("Search for the account to link").fill("nojs-secondary@example.com");
+  await ppage.getByRole("button", { name: "Search", exact: true }).click();
+  await ppage.getByRole("button", { name: "Preview link of nojs-secondary@example.com" }).click();
+  await ppage.getByRole("heading", { name: "Link preview" }).waitFor();
+  await ppage.getByRole("button", { name: "Confirm link" }).click();
+  await ppage.getByRole("status").filter({ hasText: "Linked." }).waitFor();
+  const plainLinked = await api("GET", `/api/v2/users/${encodeURIComponent(plainPrimary)}`);
+  check("without JavaScript: link through preview and confirm", plainLinked.body.identities.length === 2, JSON.stringify(plainLinked.body));
+  await ppage.getByRole("row").filter({ hasText: "nojs-secondary-1" })
+    .getByRole("button", { name: "Unlink", exact: true }).click();
+  await ppage.getByRole("button", { name: "Confirm unlink" }).click();
+  await ppage.getByRole("status").filter({ hasText: "Unlinked" }).waitFor();
+  const plainAfter = await api("GET", `/api/v2/users/${encodeURIComponent(plainPrimary)}`);
+  check("without JavaScript: unlink through preview and confirm", plainAfter.body.identities.length === 1, JSON.stringify(plainAfter.body));
+  await plain.close();
   check("no CSP violations", cspErrors.length === 0, cspErrors.join(" | "));
 } catch (err) {
   failed++;
