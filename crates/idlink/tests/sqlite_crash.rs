@@ -1,10 +1,14 @@
-//! Crash safety on SQLite: the real `idlink serve` on a temporary database file, killed
-//! with SIGKILL five times at random moments during concurrent link/unlink load and
-//! restarted each time. Afterwards the database holds every identity exactly once, every
-//! user has its main identity, and every link or unlink the server acknowledged is
-//! there: the client tracks, per secondary, the last acknowledged operation (and the one
-//! in flight when a kill struck, whose outcome is unknown) and checks the final state
-//! against it.
+//! Crash safety on SQLite (`synchronous=FULL`, the default), two ways, both with the
+//! real `idlink serve` on a temporary database file under concurrent link/unlink load:
+//!
+//! - killed with SIGKILL five times at random moments and restarted each time.
+//!   Afterwards the database holds every identity exactly once, every user has its main
+//!   identity, and every link or unlink the server acknowledged is there: the client
+//!   tracks, per secondary, the last acknowledged operation (and the one in flight when
+//!   a kill struck, whose outcome is unknown) and checks the final state against it;
+//! - power loss: the database file and its WAL copied at random moments while the load
+//!   runs, each copy opened and checked (see
+//!   `copies_taken_at_any_moment_hold_every_acknowledged_operation`).
 
 mod common;
 
@@ -37,6 +41,31 @@ struct Known {
     /// The outcome of an operation whose answer was lost to a kill, until a read settles
     /// it: the final state may be this one instead.
     unsure: Option<Place>,
+    /// Every place it was sent to, in order, from its first one (standalone); an
+    /// operation's target is added before the request leaves.
+    history: Vec<Place>,
+    /// The index in `history` of the last acknowledged (or settled) place.
+    acked_at: usize,
+}
+
+impl Known {
+    fn new() -> Self {
+        Self {
+            acked: Place::Standalone,
+            unsure: None,
+            history: vec![Place::Standalone],
+            acked_at: 0,
+        }
+    }
+
+    fn settle(&mut self, place: Place) {
+        if self.history.last() != Some(&place) {
+            self.history.push(place.clone());
+        }
+        self.acked_at = self.history.len() - 1;
+        self.acked = place;
+        self.unsure = None;
+    }
 }
 
 fn enc(s: &str) -> String {
@@ -115,22 +144,35 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
         let id = secondary.trim_start_matches("google-oauth2|").to_owned();
         let current = shared.known.lock().unwrap()[&secondary].acked.clone();
         let url = shared.url();
-        let (target, sent) = match &current {
+        let primary =
+            shared.primaries[rand::thread_rng().gen_range(0..shared.primaries.len())].clone();
+        let target = match &current {
+            Place::Standalone => Place::LinkedTo(primary),
+            Place::LinkedTo(_) => Place::Standalone,
+        };
+        shared
+            .known
+            .lock()
+            .unwrap()
+            .get_mut(&secondary)
+            .unwrap()
+            .history
+            .push(target.clone());
+        let sent = match &current {
             Place::Standalone => {
-                let primary = shared.primaries
-                    [rand::thread_rng().gen_range(0..shared.primaries.len())]
-                .clone();
-                let sent = shared
+                let Place::LinkedTo(primary) = &target else {
+                    unreachable!("a standalone secondary is linked")
+                };
+                shared
                     .http
-                    .post(format!("{url}/api/v2/users/{}/identities", enc(&primary)))
+                    .post(format!("{url}/api/v2/users/{}/identities", enc(primary)))
                     .bearer_auth(&shared.token)
                     .json(&json!({"provider": "google-oauth2", "user_id": id}))
                     .send()
-                    .await;
-                (Place::LinkedTo(primary), sent)
+                    .await
             }
             Place::LinkedTo(primary) => {
-                let sent = shared
+                shared
                     .http
                     .delete(format!(
                         "{url}/api/v2/users/{}/identities/google-oauth2/{id}",
@@ -138,8 +180,7 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
                     ))
                     .bearer_auth(&shared.token)
                     .send()
-                    .await;
-                (Place::Standalone, sent)
+                    .await
             }
         };
         let answer = match sent {
@@ -152,9 +193,7 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
         match answer {
             Ok((200 | 201, _)) => {
                 let mut known = shared.known.lock().unwrap();
-                let entry = known.get_mut(&secondary).unwrap();
-                entry.acked = target;
-                entry.unsure = None;
+                known.get_mut(&secondary).unwrap().settle(target);
                 shared.acked_ops.fetch_add(1, Ordering::Relaxed);
             }
             Ok((status, body)) => {
@@ -185,8 +224,7 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
                     "{secondary}: found {place:?}, expected {:?} or {target:?}",
                     entry.acked
                 );
-                entry.acked = place;
-                entry.unsure = None;
+                entry.settle(place);
             }
         }
     }
@@ -248,12 +286,16 @@ async fn check_database(database_url: &str) -> usize {
     usize::try_from(identities).expect("count")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
-    let mut instance = Instance::spawn(&database_url, &[]);
+/// A server under link/unlink load: the client's record, and its workers.
+struct Load {
+    shared: Arc<Shared>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    /// How many identities the database holds, whatever the load did.
+    identities: usize,
+}
+
+/// Creates the primaries and the secondaries on `instance`, then starts the workers.
+async fn start_load(instance: &Instance) -> Load {
     let http = reqwest::Client::new();
     let token = token(&http, &instance.base_url).await;
     let mut shared = Shared {
@@ -276,23 +318,53 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
         let mut mine = Vec::new();
         for s in 0..SECONDARIES_PER_WORKER {
             let secondary = create_user(&shared, "google-oauth2", &format!("g{w}-{s}")).await;
-            shared.known.lock().unwrap().insert(
-                secondary.clone(),
-                Known {
-                    acked: Place::Standalone,
-                    unsure: None,
-                },
-            );
+            shared
+                .known
+                .lock()
+                .unwrap()
+                .insert(secondary.clone(), Known::new());
             mine.push(secondary);
         }
         owned.push(mine);
     }
-    let identities = PRIMARIES + WORKERS * SECONDARIES_PER_WORKER;
     let shared = Arc::new(shared);
-    let workers: Vec<_> = owned
+    let workers = owned
         .into_iter()
         .map(|mine| tokio::spawn(worker(shared.clone(), mine)))
         .collect();
+    Load {
+        shared,
+        workers,
+        identities: PRIMARIES + WORKERS * SECONDARIES_PER_WORKER,
+    }
+}
+
+impl Load {
+    /// Stops the workers; fails on any acknowledged operation the server contradicted.
+    async fn stop(&mut self) -> usize {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers.drain(..) {
+            worker.await.expect("worker");
+        }
+        let failures = self.shared.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "acknowledged operations lost: {failures:#?}"
+        );
+        let acked = self.shared.acked_ops.load(Ordering::Relaxed);
+        assert!(acked >= 50, "too little load: {acked} operations");
+        acked
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
+    let mut instance = Instance::spawn(&database_url, &[]);
+    let mut load = start_load(&instance).await;
+    let (shared, identities) = (load.shared.clone(), load.identities);
 
     for kill in 0..KILLS {
         let pause = rand::thread_rng().gen_range(300..1200);
@@ -307,18 +379,8 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
         *shared.url.write().unwrap() = instance.base_url.clone();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    shared.stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    let failures = shared.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "acknowledged operations lost: {failures:#?}"
-    );
-    let acked = shared.acked_ops.load(Ordering::Relaxed);
+    let acked = load.stop().await;
     let lost = shared.lost_answers.load(Ordering::Relaxed);
-    assert!(acked >= 50, "too little load: {acked} operations");
 
     // One more kill with nothing running, then look at what is on disk.
     instance.kill();
@@ -337,6 +399,152 @@ async fn sigkill_during_link_unlink_load_loses_no_acknowledged_operation() {
     println!(
         "{KILLS} kills, {acked} acknowledged links/unlinks, {lost} answers lost to a kill, \
          {identities} identities intact, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+const COPIES: usize = 8;
+
+/// Every thread of process `pid` stopped (`T`): none is inside a system call, so no
+/// write to the database files is half done in the kernel.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    })
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Copies the database file and its WAL (when there is one) of the server `pid` into
+/// `to`, with the server frozen (SIGSTOP) from before the first byte is read until
+/// after the last. The shared-memory index is not copied: SQLite rebuilds it from the
+/// WAL, as after a reboot.
+async fn copy_frozen(pid: u32, from: &std::path::Path, to: &std::path::Path) {
+    signal(pid, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_threads_stopped(pid) {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    std::fs::create_dir_all(to).expect("copy folder");
+    for name in ["idlink.db", "idlink.db-wal"] {
+        match std::fs::copy(from.join(name), to.join(name)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && name.ends_with("-wal") => {}
+            Err(e) => panic!("copy {name}: {e}"),
+        }
+    }
+    signal(pid, "CONT");
+}
+
+/// Where `secondary` is in the database at `database_url`.
+async fn place_in(conn: &mut sqlx::SqliteConnection, secondary: &str) -> Place {
+    let id = secondary.trim_start_matches("google-oauth2|");
+    let (owner,): (String,) = sqlx::query_as(
+        "SELECT owner_user_id FROM identities \
+         WHERE provider = 'google-oauth2' AND identity_user_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap_or_else(|e| panic!("{secondary} is not in the copy: {e}"));
+    if owner == secondary {
+        Place::Standalone
+    } else {
+        Place::LinkedTo(owner)
+    }
+}
+
+/// Power loss, modelled by copies: while link/unlink load runs, the database file and
+/// its WAL are copied eight times at random moments, each copy opened (SQLite recovers
+/// it from the WAL as after a power cut) and checked: it passes `integrity_check`,
+/// every identity is there once, every user has its main identity, and every
+/// operation acknowledged before the copy began is in it (a later one may or may not
+/// be).
+///
+/// Why a copy is a fair model. The server is frozen with SIGSTOP, and the copy starts
+/// only once every thread has stopped, so no thread is inside a write: the pair of
+/// files is the exact state the server had written at one instant, whatever it was
+/// doing — halfway through appending a transaction's frames to the WAL, or through a
+/// checkpoint copying WAL pages into the main file, or restarting the WAL. That is
+/// what the disk holds when the power fails at that instant and every write issued so
+/// far had reached it, which a power cut may leave. Copying without the freeze would
+/// not be fair: a checkpoint between reading the WAL and reading the main file (or a
+/// WAL restart between reading the main file and the WAL) makes a pair of files that
+/// never existed together, which no power loss can produce. What a copy does not model
+/// is a disk that loses or reorders writes that were not yet synced; for those SQLite
+/// relies on the fsync at each commit (`synchronous=FULL`), which is why only an
+/// acknowledgement received before the freeze counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_taken_at_any_moment_hold_every_acknowledged_operation() {
+    use sqlx::Connection as _;
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}", dir.path().join("idlink.db").display());
+    let instance = Instance::spawn(&database_url, &[]);
+    let mut load = start_load(&instance).await;
+    let shared = load.shared.clone();
+
+    let mut copies = Vec::new();
+    for n in 0..COPIES {
+        let pause = rand::thread_rng().gen_range(100..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        // What was acknowledged before the freeze began; read first, so anything
+        // acknowledged later only widens what the copy may hold.
+        let acked_at: BTreeMap<String, usize> = shared
+            .known
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(secondary, known)| (secondary.clone(), known.acked_at))
+            .collect();
+        let to = dir.path().join(format!("copy-{n}"));
+        copy_frozen(instance.pid(), dir.path(), &to).await;
+        copies.push((to, acked_at));
+    }
+    let acked = load.stop().await;
+
+    let known = shared.known.lock().unwrap().clone();
+    for (n, (copy, acked_at)) in copies.iter().enumerate() {
+        let url = format!("sqlite://{}", copy.join("idlink.db").display());
+        assert_eq!(check_database(&url).await, load.identities, "copy {n}");
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open the copy");
+        let (integrity,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&mut conn)
+            .await
+            .expect("integrity_check");
+        assert_eq!(integrity, "ok", "copy {n}");
+        for (secondary, record) in &known {
+            let place = place_in(&mut conn, secondary).await;
+            let since = &record.history[acked_at[secondary]..];
+            assert!(
+                since.contains(&place),
+                "copy {n}: {secondary} is {place:?}, but before the copy it had been \
+                 acknowledged at {:?} and then sent to {:?}",
+                since.first(),
+                &since[1..]
+            );
+        }
+        let _ = conn.close().await;
+    }
+    println!(
+        "{COPIES} copies under load, {acked} acknowledged links/unlinks, every copy intact \
+         with every operation acknowledged before it, {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

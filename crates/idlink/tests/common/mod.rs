@@ -54,6 +54,11 @@ impl Instance {
         Self { child, base_url }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
