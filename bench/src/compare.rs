@@ -30,10 +30,11 @@ pub struct CompareOptions {
 }
 
 enum Target {
+    /// idlink servers on one database (one, or several sharing the load: worker `i`
+    /// talks to server `i % n`), each with the fixture as its own token sees it.
     Idlink {
         name: String,
-        server: IdlinkChild,
-        fixture: Fixture,
+        servers: Vec<(IdlinkChild, Fixture)>,
     },
     Ceiling {
         name: String,
@@ -66,12 +67,27 @@ impl Target {
     async fn measure(&mut self, scenario: Scenario, options: &LoadOptions) -> Option<BenchResult> {
         let c = options.concurrency;
         let m = match self {
-            Self::Idlink {
-                server, fixture, ..
-            } => {
-                let pid = server.process.pid();
-                let workers = server.api.workers(scenario, fixture, c);
-                load::run(options, workers, || crate::cpu::tree_seconds(pid)).await
+            Self::Idlink { servers, .. } => {
+                let n = servers.len();
+                let pids: Vec<u32> = servers.iter().map(|(s, _)| s.process.pid()).collect();
+                let workers = servers
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, (server, fixture))| {
+                        let all = server.api.workers(scenario, fixture, c);
+                        all.into_iter()
+                            .enumerate()
+                            .filter(move |(i, _)| i % n == k)
+                            .map(|(_, worker)| worker)
+                    })
+                    .collect();
+                // Every instance's CPU: the figure is per op of the whole deployment.
+                let cpu = || {
+                    pids.iter()
+                        .map(|&pid| crate::cpu::tree_seconds(pid))
+                        .sum::<Option<f64>>()
+                };
+                load::run(options, workers, cpu).await
             }
             Self::Ceiling { store, pairs, .. } => {
                 if scenario != Scenario::LinkUnlink {
@@ -160,8 +176,7 @@ async fn start_targets(
     let fixture = server.api.prepare(pairs).await?;
     out.push(Target::Idlink {
         name: "idlink-sqlite".into(),
-        server,
-        fixture,
+        servers: vec![(server, fixture)],
     });
 
     let postgres = if options.postgres {
@@ -189,13 +204,17 @@ async fn start_targets(
                         let fixture = server.api.prepare(pairs).await?;
                         out.push(Target::Idlink {
                             name: "idlink-postgres".into(),
-                            server,
-                            fixture,
+                            servers: vec![(server, fixture)],
                         });
                     }
                 }
             }
         },
+    }
+    if let Some(url) = &postgres {
+        if out.iter().any(|t| t.name() == "idlink-postgres") {
+            out.push(start_postgres_pair(&bin, url, pairs, databases).await?);
+        }
     }
 
     if options.scenarios.contains(&Scenario::LinkUnlink) {
@@ -252,6 +271,31 @@ async fn start_targets(
         }
     }
     Ok(out)
+}
+
+/// `idlink-postgres-2x`: two idlink instances on one fresh database, the load split
+/// over both (each worker keeps to one instance; each instance signs its own tokens,
+/// for its own audience).
+async fn start_postgres_pair(
+    bin: &std::path::Path,
+    url: &str,
+    pairs: usize,
+    databases: &mut Vec<PgDatabase>,
+) -> Result<Target, String> {
+    let db = PgDatabase::create(url, "pair").await?;
+    let url = db.url.clone();
+    databases.push(db);
+    let first = targets::start_idlink(bin, Some(&url)).await?;
+    let second = targets::start_idlink(bin, Some(&url)).await?;
+    let fixture = first.api.prepare(pairs).await?;
+    let theirs = Fixture {
+        token: second.api.token().await?,
+        ..fixture.clone()
+    };
+    Ok(Target::Idlink {
+        name: "idlink-postgres-2x".into(),
+        servers: vec![(first, fixture), (second, theirs)],
+    })
 }
 
 /// `scheme://user@host/db` without a password.
@@ -337,6 +381,15 @@ pub fn verdicts(medians: &[BenchResult]) -> Vec<String> {
         lines.push(format!(
             "link-unlink idlink-postgres / store-ceiling-postgres: {:.0} %",
             share * 100.0
+        ));
+    }
+    if let (Some(one), Some(two)) = (
+        find("idlink-postgres", "link-unlink"),
+        find("idlink-postgres-2x", "link-unlink"),
+    ) {
+        lines.push(format!(
+            "link-unlink idlink-postgres-2x / idlink-postgres: {:.2}× ops/s (two instances on one database)",
+            two.ops_per_sec / one.ops_per_sec.max(f64::MIN_POSITIVE)
         ));
     }
     if let Some(token) = find("idlink-sqlite", "token") {
