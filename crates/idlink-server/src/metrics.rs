@@ -101,6 +101,17 @@ pub struct PoolUsage {
     pub max: u32,
 }
 
+impl PoolUsage {
+    /// The use of a sqlx pool right now.
+    pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        Self {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
 /// Every metric idlink exports.
 #[derive(Debug)]
 pub struct Metrics {

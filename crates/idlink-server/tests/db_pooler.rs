@@ -11,7 +11,7 @@ mod common;
 
 use common::Api;
 use idlink_server::store::postgres::PgStore;
-use idlink_server::store::{DbPooler, Store as _, StoreOptions};
+use idlink_server::store::{DbPooler, Shared, Store as _, StoreOptions};
 use idlink_server::testing::{
     TestDatabase, TestServer, database_url_with_name, postgres_direct_test_url, postgres_test_url,
 };
@@ -78,15 +78,17 @@ async fn links_and_unlinks_with_the_transaction_pooler_settings() {
 /// What a store's only pooled connection holds after a few calls: its named
 /// statements and its `statement_timeout`.
 async fn session_state_after_calls(url: &str, options: StoreOptions) -> (i64, String) {
-    let store = PgStore::open(
-        url,
-        &StoreOptions {
-            max_connections: 1,
-            ..options
-        },
-    )
-    .await
-    .expect("store opens");
+    let store = Shared(
+        PgStore::open(
+            url,
+            &StoreOptions {
+                max_connections: 1,
+                ..options
+            },
+        )
+        .await
+        .expect("store opens"),
+    );
     store.put_setting("k", "v").await.unwrap();
     assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
     store.client_ids().await.unwrap();
@@ -95,12 +97,12 @@ async fn session_state_after_calls(url: &str, options: StoreOptions) -> (i64, St
     store.ping().await.unwrap();
     // Simple queries: they name nothing themselves.
     let named = sqlx::raw_sql("SELECT COUNT(*) FROM pg_prepared_statements")
-        .fetch_one(store.pool())
+        .fetch_one(store.0.pool())
         .await
         .unwrap()
         .get(0);
     let timeout = sqlx::raw_sql("SHOW statement_timeout")
-        .fetch_one(store.pool())
+        .fetch_one(store.0.pool())
         .await
         .unwrap()
         .get(0);

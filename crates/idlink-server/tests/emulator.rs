@@ -560,3 +560,35 @@ async fn control_answers_only_on_loopback() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_snapshot_stamps_its_clients_on_the_servers_clock() {
+    let api = emulator(None).await;
+    // Ten years back: clients written now were created before the admin client.
+    let reply = control(
+        &api,
+        Method::PUT,
+        "/clock",
+        Some(json!({"offset_seconds": -10 * 366 * 86_400})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut snapshot: Value = serde_json::from_str(&snapshot_text(&api, "").await).unwrap();
+    // Sorted after any generated client id, so only the creation date puts it first.
+    snapshot["clients"] = json!([{
+        "client_id": "zzzz-app", "name": "Late app", "client_secret": "zzzz-secret-0123456789",
+        "grant_types": ["client_credentials"], "scopes": ["read:users"]
+    }]);
+    let reply = put_snapshot(&api, snapshot.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Connections list the tenant's clients oldest first.
+    let connections = api.get("/api/v2/connections").await;
+    assert_eq!(connections.status, 200, "{}", connections.body);
+    let enabled = &connections.body.as_array().unwrap()[0]["enabled_clients"];
+    assert_eq!(
+        enabled,
+        &json!(["zzzz-app", api.server.admin_client_id]),
+        "{}",
+        connections.body
+    );
+}

@@ -398,3 +398,40 @@ async fn an_all_or_nothing_import_with_a_refused_record_leaves_no_user_behind() 
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_import_stamps_its_dates_on_the_servers_clock() {
+    let server = TestServer::start().await;
+    // What the emulator's `PUT /idlink/v1/clock` does: shift the server's clock (before
+    // the admin token is issued, so the token is valid on the shifted clock).
+    let clock = server.state().clock.clone();
+    clock.advance(400 * 86_400).expect("within bounds");
+    let api = Api::with_server(server).await;
+    let shifted_day = clock.now_iso()[..10].to_owned();
+    assert_ne!(shifted_day, idlink_server::clock::now_iso()[..10]);
+
+    let job = import(
+        &api,
+        r#"[{"user_id": "clocked", "email": "clocked@example.com", "email_verified": true}]"#,
+        false,
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    for stamp in ["created_at", "completed_at"] {
+        let at = job[stamp]
+            .as_str()
+            .unwrap_or_else(|| panic!("{stamp} in {job}"));
+        assert!(
+            at.starts_with(&shifted_day),
+            "{stamp} {at} vs {shifted_day}"
+        );
+    }
+    let user = api.user("auth0|clocked").await.body;
+    for stamp in ["created_at", "updated_at"] {
+        let at = user[stamp].as_str().unwrap();
+        assert!(
+            at.starts_with(&shifted_day),
+            "{stamp} {at} vs {shifted_day}"
+        );
+    }
+}

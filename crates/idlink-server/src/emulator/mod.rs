@@ -187,6 +187,7 @@ pub async fn prepare(
             clients,
             keep_client: admin,
             signing_keys,
+            now: clock.unix_now(),
         };
         let event = control_event(&now, "PUT", "--seed", 200, None);
         store.replace_tenant(&data, &event).await?;
@@ -298,6 +299,7 @@ pub async fn replace(
         clients,
         keep_client: Some(emulator.admin_client.clone()),
         signing_keys,
+        now: state.clock.unix_now(),
     };
     state.store.replace_tenant(&data, &event_for(&now)).await?;
     if replaces_keys {

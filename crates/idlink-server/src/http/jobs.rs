@@ -178,7 +178,7 @@ pub(super) async fn create_import(
         job_id: None,
     };
     let job_id = crate::domain::ids::job_id();
-    let created_at = crate::clock::now_iso();
+    let created_at = state.clock.now_iso();
     let (mut connection_id, mut external_id) = (None, None);
     let (mut upsert, mut send_completion_email, mut all_or_nothing) = (false, false, false);
     let mut got_file = false;
@@ -398,7 +398,7 @@ pub(super) async fn create_export(
         connection_id,
         external_id: None,
         params: json!({"format": format, "limit": limit, "fields": fields}),
-        created_at: crate::clock::now_iso(),
+        created_at: state.clock.now_iso(),
         records_done: 0,
         inserted: 0,
         updated: 0,

@@ -89,7 +89,7 @@ async fn run(state: AppState) {
                         owner: state.jobs.instance.clone(),
                         status,
                         failure,
-                        now: crate::clock::now_iso(),
+                        now: state.clock.now_iso(),
                     })
                     .await;
                 if let Err(err) = finished {
@@ -207,7 +207,7 @@ async fn import(state: &AppState, job: &JobRow) -> Result<Ending> {
                 finished = true;
             }
         }
-        let now = crate::clock::now_iso();
+        let now = state.clock.now_iso();
         for piece in pieces.drain(..) {
             let seq = seen;
             seen += 1;
@@ -285,7 +285,7 @@ async fn commit(
         upsert,
         remember_created,
         items: std::mem::take(items),
-        now: crate::clock::now_iso(),
+        now: state.clock.now_iso(),
     };
     Jobs(state.store.as_ref())
         .run(JobOp::Import(Box::new(batch)))

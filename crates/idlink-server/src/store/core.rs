@@ -23,6 +23,8 @@ use super::rows::{USER_COLUMNS, UserColumns, json_text, link_state_column, user_
 pub mod events;
 /// The jobs API's flows (imports, exports), over the same [`Tx`].
 pub mod jobs;
+/// Every write as one value, and the simple writes and sign-in grants.
+pub mod write;
 
 /// A statement parameter, owned so that a backend may hold statements back and send
 /// several in one round trip.
@@ -260,6 +262,17 @@ fn tail_params(user: &UserRecord, invented_attributes: String) -> Vec<Param> {
         user.blocked_ever_set.into(),
         (&user.last_password_reset).into(),
     ]
+}
+
+/// A user's values as [`WRITE_USER`] binds them.
+pub fn write_user_params(user: &UserRecord) -> Vec<Param> {
+    let cols = UserColumns::of(user);
+    let invented = cols.invented_attributes.clone();
+    let mut params = root_params(user, cols);
+    params.push((&user.updated_at).into());
+    params.extend(tail_params(user, invented));
+    params.push((&user.user_id).into());
+    params
 }
 
 /// A user's values in [`USER_COLUMNS`] order.
@@ -659,13 +672,7 @@ async fn write_user<T: Tx>(
     patch: &UserPatch,
 ) -> Result<(), T::DbError> {
     let email_lower = Param::Text(user.profile.email.as_deref().map(str::to_lowercase));
-    let cols = UserColumns::of(user);
-    let invented = cols.invented_attributes.clone();
-    let mut params = root_params(user, cols);
-    params.push((&user.updated_at).into());
-    params.extend(tail_params(user, invented));
-    params.push((&user.user_id).into());
-    tx.execute(WRITE_USER, params).await?;
+    tx.execute(WRITE_USER, write_user_params(user)).await?;
     if patch.email.is_some() || patch.password_hash.is_some() {
         let params = vec![
             email_lower,
@@ -719,7 +726,12 @@ fn identity_params(
         identity.is_social.into(),
         Param::Text(identity.profile_data.as_ref().map(json_text)),
         Param::Text(link_state_column(&identity.link_state)),
-        Param::Text(credential.map(|c| c.password_hash.clone())),
+        // A database user imported without a password has a login but no hash.
+        Param::Text(
+            credential
+                .map(|c| c.password_hash.clone())
+                .filter(|hash| !hash.is_empty()),
+        ),
         Param::Text(credential.and_then(|c| c.login_email.clone())),
         Param::Text(credential.and_then(|c| c.login_username.clone())),
     ]
@@ -729,7 +741,8 @@ fn identity_params(
 /// their positions, with their `profileData`) and their password credentials, in
 /// batches of [`INSERT_BATCH`], inside the caller's transaction. The caller has made
 /// sure no user id, identity or login name is taken (a unique violation surfaces as the
-/// backend's error). Shared by the emulator's seed/snapshot and the users import job.
+/// backend's error). The one write path of users with identities: the emulator's
+/// seed/snapshot and the users import job both write through it.
 pub async fn insert_users<T: Tx>(tx: &mut T, users: &[StoredUser]) -> Outcome<(), T> {
     let mut chunks = users.chunks_exact(INSERT_BATCH);
     for chunk in chunks.by_ref() {
@@ -758,6 +771,27 @@ pub async fn insert_users<T: Tx>(tx: &mut T, users: &[StoredUser]) -> Outcome<()
                 })
         })
         .collect();
+    insert_identity_rows(tx, &identities).await
+}
+
+/// Adds `identities` (without credentials) to the user `owner`, from position `first`
+/// on: an import's upsert giving a user the identities it lacks.
+pub async fn add_identities<T: Tx>(
+    tx: &mut T,
+    owner: &str,
+    first: usize,
+    identities: &[Identity],
+) -> Outcome<(), T> {
+    let rows: Vec<Vec<Param>> = identities
+        .iter()
+        .enumerate()
+        .map(|(offset, identity)| identity_params(owner, first + offset, identity, None))
+        .collect();
+    insert_identity_rows(tx, &rows).await
+}
+
+/// Inserts identity rows (each bound as [`identity_params`] does) in batches.
+async fn insert_identity_rows<T: Tx>(tx: &mut T, identities: &[Vec<Param>]) -> Outcome<(), T> {
     let mut chunks = identities.chunks_exact(INSERT_BATCH);
     for chunk in chunks.by_ref() {
         tx.execute(INSERT_IDENTITIES_BATCH.as_str(), chunk.concat())
@@ -838,7 +872,6 @@ pub async fn replace_tenant<T: Tx>(
     tx: &mut T,
     data: &TenantWrite,
     audit: &LogEvent,
-    now: i64,
 ) -> Outcome<(), T> {
     lock_tenant(tx).await?;
     for sql in [
@@ -857,7 +890,7 @@ pub async fn replace_tenant<T: Tx>(
     .await
     .map_err(Failure::Db)?;
     for client in &data.clients {
-        tx.execute(INSERT_CLIENT, client_params(client, now))
+        tx.execute(INSERT_CLIENT, client_params(client, data.now))
             .await
             .map_err(Failure::Db)?;
     }

@@ -1,91 +1,59 @@
-//! WHERE clauses shared by the backends. `QueryBuilder` writes each database's own
-//! placeholders (`?` or `$n`), so one builder serves both.
+//! WHERE clauses shared by the backends, written into a [`Sql`] (`?` placeholders,
+//! which each backend spells its own way when it runs the statement).
 
-use sqlx::{Database, Encode, QueryBuilder, Type};
-
-use super::search_sql::{self, Dialect, Fragment, Param};
+use super::core::Param;
+use super::reads::Sql;
+use super::search_sql::{self, Dialect};
 use crate::domain::audit::LogQuery;
 use crate::domain::users::UserQuery;
 
 /// `WHERE …` for a user search over `users u`, in `dialect`.
-pub fn push_user_search<'a, DB>(
-    builder: &mut QueryBuilder<'a, DB>,
-    query: &UserQuery,
-    dialect: Dialect,
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-    bool: Encode<'a, DB> + Type<DB>,
-{
-    builder.push(" WHERE ");
-    push_fragment(builder, &search_sql::condition(&query.filter, dialect));
+pub fn push_user_search(sql: &mut Sql, query: &UserQuery, dialect: Dialect) {
+    sql.push(" WHERE ");
+    let fragment = search_sql::condition(&query.filter, dialect);
+    // The fragment's SQL holds no `?` but its placeholders.
+    let params = fragment.params.iter().map(|param| match param {
+        search_sql::Param::Text(text) => Param::Text(Some(text.clone())),
+        search_sql::Param::Integer(n) => Param::Int(*n),
+        search_sql::Param::Boolean(b) => Param::Bool(*b),
+    });
+    sql.push_with(&fragment.sql, params);
 }
 
-/// ` ORDER BY …` for a page of users (the page itself is bound by the backend).
-pub fn push_user_order<DB: Database>(builder: &mut QueryBuilder<'_, DB>, query: &UserQuery) {
-    builder.push(search_sql::order_by(query.sort));
-}
-
-/// Binds a [`Fragment`]'s `?` placeholders as sqlx parameters; `QueryBuilder` writes
-/// each database's own placeholder. (The fragment's SQL holds no other `?`.)
-fn push_fragment<'a, DB>(builder: &mut QueryBuilder<'a, DB>, fragment: &Fragment)
-where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-    bool: Encode<'a, DB> + Type<DB>,
-{
-    let mut params = fragment.params.iter();
-    for (index, piece) in fragment.sql.split('?').enumerate() {
-        if index > 0 {
-            match params.next() {
-                Some(Param::Text(text)) => builder.push_bind(text.clone()),
-                Some(Param::Integer(n)) => builder.push_bind(*n),
-                Some(Param::Boolean(b)) => builder.push_bind(*b),
-                None => builder,
-            };
-        }
-        builder.push(piece);
-    }
+/// ` ORDER BY … LIMIT … OFFSET …` for a page of users.
+pub fn push_user_page(sql: &mut Sql, query: &UserQuery) {
+    sql.push(&search_sql::order_by(query.sort));
+    push_page(sql, query.per_page, query.offset());
 }
 
 /// `WHERE …` over `logs`: events about a user (as primary or secondary), of a type.
-pub fn push_log_filter<'a, DB>(builder: &mut QueryBuilder<'a, DB>, query: &LogQuery)
-where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-{
-    builder.push(" WHERE 1 = 1");
+pub fn push_log_filter(sql: &mut Sql, query: &LogQuery) {
+    sql.push(" WHERE 1 = 1");
     if let Some(user_id) = &query.user_id {
-        builder
-            .push(" AND (user_id = ")
-            .push_bind(user_id.clone())
+        sql.push(" AND (user_id = ")
+            .bind(user_id)
             .push(" OR secondary_user_id = ")
-            .push_bind(user_id.clone())
+            .bind(user_id)
             .push(")");
     }
     if let Some(outcome) = query.outcome {
-        builder
-            .push(" AND type = ")
-            .push_bind(outcome.code().to_owned());
+        sql.push(" AND type = ").bind(outcome.code());
     }
 }
 
 /// ` ORDER BY … LIMIT … OFFSET …` for a page of the log.
-pub fn push_log_page<'a, DB>(builder: &mut QueryBuilder<'a, DB>, query: &LogQuery)
-where
-    DB: Database,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    builder
-        .push(if query.ascending {
-            " ORDER BY seq ASC"
-        } else {
-            " ORDER BY seq DESC"
-        })
-        .push(" LIMIT ")
-        .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
+pub fn push_log_page(sql: &mut Sql, query: &LogQuery) {
+    sql.push(if query.ascending {
+        " ORDER BY seq ASC"
+    } else {
+        " ORDER BY seq DESC"
+    });
+    push_page(sql, query.per_page, query.offset());
+}
+
+fn push_page(sql: &mut Sql, per_page: impl TryInto<i64>, offset: impl TryInto<i64>) {
+    sql.push(" LIMIT ")
+        .bind(per_page.try_into().unwrap_or(i64::MAX))
         .push(" OFFSET ")
-        .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        .bind(offset.try_into().unwrap_or(i64::MAX));
 }

@@ -8,8 +8,10 @@ mod filters;
 pub mod grants;
 pub mod jobs;
 pub mod postgres;
+mod reads;
 mod rows;
 mod search_sql;
+mod shared;
 pub mod sqlite;
 mod sqlite_writer;
 
@@ -25,6 +27,7 @@ use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
 use crate::domain::users::{UserPatch, UserQuery};
 use crate::error::{Error, Result};
 pub use grants::{Rotation, StoredCode, StoredRefresh, StoredSession};
+pub use shared::{Backend, Shared};
 
 /// What a change writes beside itself, in its own transaction (so the change is never
 /// without them, nor they without the change), through [`core::write_alongside`].
@@ -174,6 +177,9 @@ pub struct TenantWrite {
     pub keep_client: Option<String>,
     /// When given, these replace every signing key.
     pub signing_keys: Option<Vec<SigningKey>>,
+    /// Unix seconds on the server's clock (shifted by the emulator's `PUT
+    /// /idlink/v1/clock`): the written clients' `created_at`.
+    pub now: i64,
 }
 
 /// The storage interface. Every method is one transaction.
@@ -321,9 +327,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// `postgresql://…`), applying migrations.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+        Ok(Arc::new(shared::Shared(
+            sqlite::SqliteStore::open(url, options).await?,
+        )))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
+        Ok(Arc::new(shared::Shared(
+            postgres::PgStore::open(url, options).await?,
+        )))
     } else {
         Err(Error::internal(
             crate::startup::StartError::config(format!(

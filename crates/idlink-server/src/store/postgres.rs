@@ -23,30 +23,19 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection as _, Executor as _, Postgres, QueryBuilder};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Executor as _};
 
-use self::wire::{Db, Isolation, Wire};
+use self::wire::{Db, Session, Wire};
 
+use super::StoreOptions;
+use super::core::write::{OnUnique, Reply, Write};
 use super::core::{self, Failure, Param};
-use super::filters::{push_log_filter, push_log_page, push_user_order, push_user_search};
-use super::grants::{self, Rotation, StoredCode, StoredRefresh, StoredSession};
-use super::rows::{
-    self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
-    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, UserRow,
-};
+use super::reads::{self, Fetch, Read, Sql};
 use super::search_sql::Dialect;
-use super::{
-    Alongside, ClientRecord, Credential, Login, SigningKey, Store, StoreOptions, TenantRows,
-    TenantWrite,
-};
-use crate::domain::audit::{LogEvent, LogQuery};
+use super::shared::{Backend, Isolation};
 use crate::domain::error::Error as DomainError;
-use crate::domain::idempotency::StoredKey;
-use crate::domain::linking::{LinkProof, LinkingPolicy, UnlinkMode};
-use crate::domain::model::{Connection, Identity, IdentityKey, UserRecord};
-use crate::domain::users::{UserPatch, UserQuery};
+use crate::domain::model::{IdentityKey, UserRecord};
 use crate::error::{Error, Result};
 use crate::startup::{StartError, StartKind};
 
@@ -63,7 +52,7 @@ pub const MAX_ATTEMPTS: u32 = 10;
 /// How long `ping` (and so `GET /health`) waits for the database.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// PostgreSQL-backed [`Store`].
+/// The PostgreSQL [`Backend`] (a [`super::Store`] through [`super::shared::Shared`]).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -140,18 +129,6 @@ impl From<Error> for Attempt {
     fn from(err: Error) -> Self {
         Self::Rule(err)
     }
-}
-
-/// What a unique violation means for a transaction.
-#[derive(Debug, Clone, Copy)]
-enum OnUnique {
-    /// A bug or an impossible state: an internal error.
-    Internal,
-    /// The request's answer, e.g. 409 for a taken user id.
-    Answer(fn() -> Error),
-    /// A race with a concurrent writer: run again (the next attempt sees the winner and
-    /// answers as the rules say); when attempts run out, answer this.
-    Retry(fn() -> Error),
 }
 
 /// What to do after an attempt.
@@ -237,20 +214,6 @@ macro_rules! transaction {
                 }
             }
         }
-    }};
-}
-
-/// Runs `$body` (an expression using `$db: &mut Db`, evaluating to a future of
-/// `Result<T, _>`) as a read of the given [`Isolation`] (see [`Wire::session`]).
-macro_rules! read {
-    ($store:expr, $isolation:expr, |$db:ident| $body:expr) => {{
-        let mut session = $store.wire.session(&$store.pool, $isolation).await?;
-        let value = {
-            let $db: &mut Db<'_> = &mut session.db();
-            $body.await?
-        };
-        session.finish().await?;
-        value
     }};
 }
 
@@ -424,26 +387,6 @@ fn connect_failure(err: &sqlx::Error, database: &str, attempts: u32, took: Durat
     }
 }
 
-async fn load_user(conn: &mut Db<'_>, user_id: &str) -> Result<Option<UserRecord>> {
-    let Some(row) = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let identities = sqlx::query_as::<_, IdentityRow>(&format!(
-        "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id = $1 ORDER BY position"
-    ))
-    .bind(user_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(IdentityRow::into_identity)
-    .collect::<Result<_>>()?;
-    row.into_user(identities).map(Some)
-}
-
 /// `sql` with its `?` placeholders numbered (`$1`, `$2`, …), as PostgreSQL wants them;
 /// each statement is translated once.
 fn numbered(sql: &'static str) -> &'static str {
@@ -454,36 +397,24 @@ fn numbered(sql: &'static str) -> &'static str {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     cache.entry(sql).or_insert_with(|| {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
         // The statements are a fixed set of constants: the cache stays small.
-        Box::leak(out.into_boxed_str())
+        Box::leak(number_placeholders(sql).into_boxed_str())
     })
 }
 
-/// Binds [`Param`]s in order.
-fn bind_params(
-    mut query: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-    params: Vec<Param>,
-) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
-    for param in params {
-        query = match param {
-            Param::Text(text) => query.bind(text),
-            Param::Int(n) => query.bind(n),
-            Param::Bool(b) => query.bind(b),
-            Param::Bytes(data) => query.bind(data),
-            Param::MaybeInt(n) => query.bind(n),
-        };
+/// `sql` with its `?` placeholders numbered, for statements built at run time.
+fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
     }
-    query
+    out
 }
 
 /// A PostgreSQL transaction, for the shared flows of [`super::core`]: statements run
@@ -495,7 +426,7 @@ impl core::Tx for PgTx<'_, '_> {
     const ROW_LOCKS: bool = true;
 
     async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
-        bind_params(sqlx::query(numbered(sql)), params)
+        reads::bind_params(sqlx::query(numbered(sql)), params)
             .execute(&mut *self.0)
             .await?;
         Ok(())
@@ -506,7 +437,7 @@ impl core::Tx for PgTx<'_, '_> {
         sql: &'static str,
         params: Vec<Param>,
     ) -> Result<u64, sqlx::Error> {
-        Ok(bind_params(sqlx::query(numbered(sql)), params)
+        Ok(reads::bind_params(sqlx::query(numbered(sql)), params)
             .execute(&mut *self.0)
             .await?
             .rows_affected())
@@ -518,7 +449,7 @@ impl core::Tx for PgTx<'_, '_> {
         params: Vec<Param>,
     ) -> Result<Vec<Vec<core::Cell>>, sqlx::Error> {
         use sqlx::{Column as _, Row as _, TypeInfo as _};
-        let rows = bind_params(sqlx::query(numbered(sql)), params)
+        let rows = reads::bind_params(sqlx::query(numbered(sql)), params)
             .fetch_all(&mut *self.0)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -559,7 +490,7 @@ impl core::Tx for PgTx<'_, '_> {
         &mut self,
         user_id: &str,
     ) -> Result<Option<UserRecord>, Failure<sqlx::Error>> {
-        Ok(load_user(self.0, user_id).await?)
+        Ok(reads::user(self.0, user_id).await?)
     }
 
     async fn lock_user(&mut self, user_id: &str) -> Result<bool, sqlx::Error> {
@@ -601,76 +532,44 @@ impl From<Failure<sqlx::Error>> for Attempt {
     }
 }
 
-async fn add_signing_key_once(conn: &mut Db<'_>, key: &SigningKey) -> Result<(), Attempt> {
-    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-        .bind(key.created_at)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO signing_keys (kid, private_key_pem, public_n, public_e, created_at, retired_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL)",
-    )
-    .bind(&key.kid)
-    .bind(&key.private_key_pem)
-    .bind(&key.public_n)
-    .bind(&key.public_e)
-    .bind(key.created_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+impl Fetch for Db<'_> {
+    type Row = PgRow;
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn fetch(&mut self, sql: Sql) -> sqlx::Result<Vec<PgRow>> {
+        let text = number_placeholders(&sql.text);
+        reads::bind_params(sqlx::query(&text), sql.params)
+            .fetch_all(self)
+            .await
+    }
 }
 
-async fn ensure_connection_once(
-    conn: &mut Db<'_>,
-    connection: &Connection,
-) -> Result<Connection, Attempt> {
-    sqlx::query(
-        "INSERT INTO connections (id, name, strategy, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(&connection.id)
-    .bind(&connection.name)
-    .bind(&connection.strategy)
-    .bind(crate::clock::unix_now())
-    .execute(&mut *conn)
-    .await?;
-    let row: ConnectionRow =
-        sqlx::query_as("SELECT id, name, strategy FROM connections WHERE name = $1")
-            .bind(&connection.name)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(row.into())
+impl Fetch for Session {
+    type Row = PgRow;
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn fetch(&mut self, sql: Sql) -> sqlx::Result<Vec<PgRow>> {
+        Fetch::fetch(&mut self.db(), sql).await
+    }
 }
 
-async fn insert_refresh(conn: &mut Db<'_>, token: &StoredRefresh) -> Result<u64, Attempt> {
-    execute(
-        conn,
-        sqlx::query(numbered(grants::INSERT_REFRESH))
-            .bind(&token.hash)
-            .bind(&token.family_id)
-            .bind(&token.client_id)
-            .bind(&token.user_id)
-            .bind(&token.payload)
-            .bind(token.expires_at),
-    )
-    .await
+impl Read for Session {
+    async fn finish(self) -> sqlx::Result<()> {
+        Session::finish(self).await
+    }
 }
 
-async fn execute(
-    conn: &mut Db<'_>,
-    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-) -> Result<u64, Attempt> {
-    Ok(query.execute(&mut *conn).await?.rows_affected())
-}
+impl Backend for PgStore {
+    type Read = Session;
 
-#[async_trait]
-impl Store for PgStore {
-    fn pool_usage(&self) -> crate::metrics::PoolUsage {
-        crate::metrics::PoolUsage {
-            open: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        }
+    async fn read(&self, isolation: Isolation) -> Result<Session> {
+        Ok(self.wire.session(&self.pool, isolation).await?)
+    }
+
+    async fn write(&self, write: Write) -> Result<Reply> {
+        transaction!(self, write.on_unique(), |conn| async {
+            core::write::run(&mut PgTx(conn), &write).await
+        })
     }
 
     async fn ping(&self) -> Result<()> {
@@ -687,501 +586,8 @@ impl Store for PgStore {
         }
     }
 
-    async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(read!(self, Isolation::Default, |db| sqlx::query_scalar(
-            "SELECT value FROM settings WHERE key = $1"
-        )
-        .bind(key)
-        .fetch_optional(&mut *db)))
-    }
-
-    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| execute(
-            conn,
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-        ))?;
-        Ok(())
-    }
-
-    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let rows: Vec<SigningKeyRow> = read!(self, Isolation::Default, |db| sqlx::query_as(
-            "SELECT * FROM signing_keys ORDER BY created_at DESC, kid"
-        )
-        .fetch_all(&mut *db));
-        Ok(rows.into_iter().map(SigningKey::from).collect())
-    }
-
-    async fn add_signing_key(&self, key: &SigningKey) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| add_signing_key_once(
-            conn, key
-        ))
-    }
-
-    async fn connections(&self) -> Result<Vec<Connection>> {
-        let rows: Vec<ConnectionRow> = read!(self, Isolation::Default, |db| sqlx::query_as(
-            "SELECT id, name, strategy FROM connections ORDER BY created_at, name"
-        )
-        .fetch_all(&mut *db));
-        Ok(rows.into_iter().map(Connection::from).collect())
-    }
-
-    async fn ensure_connection(&self, connection: &Connection) -> Result<Connection> {
-        // A racing instance may insert the same name first: retrying reads its row.
-        transaction!(
-            self,
-            OnUnique::Retry(|| Error::internal("connection insert kept colliding")),
-            |conn| ensure_connection_once(conn, connection)
-        )
-    }
-
-    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        let row: Option<ClientRow> = read!(self, Isolation::Default, |db| {
-            sqlx::query_as(
-            "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients WHERE client_id = $1",
-        )
-        .bind(client_id)
-        .fetch_optional(&mut *db)
-        });
-        Ok(row.map(ClientRecord::from))
-    }
-
-    async fn client_ids(&self) -> Result<Vec<String>> {
-        Ok(read!(self, Isolation::Default, |db| sqlx::query_scalar(
-            "SELECT client_id FROM clients ORDER BY created_at, client_id"
-        )
-        .fetch_all(&mut *db)))
-    }
-
-    async fn put_client(&self, client: &ClientRecord) -> Result<()> {
-        let grant_types = client.grant_types.join(" ");
-        let scopes = client.scopes.join(" ");
-        transaction!(self, OnUnique::Internal, |conn| {
-            execute(
-            conn,
-            sqlx::query(
-                "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO UPDATE SET \
-                 name = excluded.name, secret_hash = excluded.secret_hash, \
-                 grant_types = excluded.grant_types, scopes = excluded.scopes",
-            )
-            .bind(&client.client_id)
-            .bind(&client.name)
-            .bind(&client.secret_hash)
-            .bind(&grant_types)
-            .bind(&scopes)
-            .bind(crate::clock::unix_now())
-        )
-        })?;
-        Ok(())
-    }
-
-    async fn create_user(
-        &self,
-        user: &UserRecord,
-        credential: Option<&Credential>,
-        alongside: &Alongside,
-    ) -> Result<()> {
-        transaction!(
-            self,
-            OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move { core::create_user(&mut PgTx(conn), user, credential, alongside).await }
-        )
-    }
-
-    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        // One snapshot for the user and its identities, so a concurrent link cannot
-        // show a half-moved picture.
-        Ok(read!(self, Isolation::Snapshot, |db| load_user(
-            db, user_id
-        )))
-    }
-
-    async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64)> {
-        let mut session = self.wire.session(&self.pool, Isolation::Snapshot).await?;
-        let tx = &mut session.db();
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users u");
-        push_user_search(&mut count, query, Dialect::Postgres);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *tx).await?;
-
-        let mut select = QueryBuilder::<Postgres>::new("SELECT u.* FROM users u");
-        push_user_search(&mut select, query, Dialect::Postgres);
-        push_user_order(&mut select, query);
-        select
-            .push(" LIMIT ")
-            .push_bind(i64::try_from(query.per_page).unwrap_or(i64::MAX))
-            .push(" OFFSET ")
-            .push_bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
-        let users: Vec<UserRow> = select.build_query_as().fetch_all(&mut *tx).await?;
-        if users.is_empty() {
-            session.finish().await?;
-            return Ok((Vec::new(), total.unsigned_abs()));
-        }
-        let mut ids = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {IDENTITY_SELECT} FROM identities WHERE owner_user_id IN ("
-        ));
-        let mut separated = ids.separated(", ");
-        for user in &users {
-            separated.push_bind(user.user_id.clone());
-        }
-        ids.push(") ORDER BY owner_user_id, position");
-        let identities: Vec<IdentityRow> = ids.build_query_as().fetch_all(&mut *tx).await?;
-        session.finish().await?;
-        Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
-    }
-
-    async fn update_user(
-        &self,
-        user_id: &str,
-        patch: &UserPatch,
-        now: &str,
-        alongside: &Alongside,
-    ) -> Result<UserRecord> {
-        transaction!(
-            self,
-            OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move {
-                core::update_user(&mut PgTx(conn), user_id, patch, now, alongside).await
-            }
-        )
-    }
-
-    async fn delete_user(&self, user_id: &str, alongside: &Alongside) -> Result<bool> {
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::delete_user(&mut PgTx(conn), user_id, alongside).await
-        })
-    }
-
-    async fn find_login(&self, connection_id: &str, login: &str) -> Result<Option<Login>> {
-        let login = login.to_lowercase();
-        let row = sqlx::query_as::<_, (String, String, bool, Option<String>)>(
-            "SELECT i.owner_user_id, i.password_hash, u.blocked, i.link_state FROM identities i \
-             JOIN users u ON u.user_id = i.owner_user_id \
-             WHERE i.connection_id = $1 AND (i.login_email = $2 OR i.login_username = $2) \
-             AND i.password_hash IS NOT NULL LIMIT 1",
-        )
-        .bind(connection_id)
-        .bind(&login);
-        let row = read!(self, Isolation::Default, |db| row.fetch_optional(&mut *db));
-        row.map(Login::from_row).transpose()
-    }
-
-    async fn record_login(&self, user_id: &str, now: &str) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| execute(
-            conn,
-            sqlx::query(
-                "UPDATE users SET last_login = $1, logins_count = logins_count + 1 \
-                 WHERE user_id = $2",
-            )
-            .bind(now)
-            .bind(user_id)
-        ))?;
-        Ok(())
-    }
-
-    async fn link(
-        &self,
-        primary_id: &str,
-        target: &IdentityKey,
-        proof: &LinkProof,
-        policy: &LinkingPolicy,
-        alongside: &Alongside,
-    ) -> Result<Vec<Identity>> {
-        // A unique violation here can only come from a race the locks did not order
-        // (e.g. on an engine with different locking); the retry sees the winner, and
-        // if it never settles the request gets what SQLite answers a loser.
-        transaction!(
-            self,
-            OnUnique::Retry(|| DomainError::SecondaryNotFound.into()),
-            |conn| async move {
-                core::link(
-                    &mut PgTx(conn),
-                    primary_id,
-                    target,
-                    proof,
-                    policy,
-                    alongside,
-                )
-                .await
-            }
-        )
-    }
-
-    async fn unlink(
-        &self,
-        primary_id: &str,
-        target: &IdentityKey,
-        now: &str,
-        mode: UnlinkMode,
-        alongside: &Alongside,
-    ) -> Result<Vec<Identity>> {
-        transaction!(
-            self,
-            OnUnique::Answer(|| DomainError::UserExists.into()),
-            |conn| async move {
-                core::unlink(&mut PgTx(conn), primary_id, target, now, mode, alongside).await
-            }
-        )
-    }
-
-    async fn idempotency_key(
-        &self,
-        scope: &str,
-        key: &str,
-        expired_at_or_before: i64,
-    ) -> Result<Option<StoredKey>> {
-        let sql = numbered(rows::IDEMPOTENCY_SELECT);
-        let row = sqlx::query_as::<_, (String, i64, String)>(sql)
-            .bind(scope)
-            .bind(key)
-            .bind(expired_at_or_before);
-        let row = read!(self, Isolation::Default, |db| row.fetch_optional(&mut *db));
-        row.map(rows::stored_key).transpose()
-    }
-
-    async fn tenant_rows(&self) -> Result<TenantRows> {
-        use sqlx::FromRow;
-        let mut session = self.wire.session(&self.pool, Isolation::Snapshot).await?;
-        let tx = &mut session.db();
-        let users: Vec<UserRow> = sqlx::query_as("SELECT * FROM users")
-            .fetch_all(&mut *tx)
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {IDENTITY_SELECT_ALL} FROM identities ORDER BY owner_user_id, position"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        let identities = rows
-            .iter()
-            .map(|row| Ok((IdentityRow::from_row(row)?, CredentialRow::from_row(row)?)))
-            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-        let clients: Vec<ClientRow> =
-            sqlx::query_as("SELECT client_id, name, secret_hash, grant_types, scopes FROM clients")
-                .fetch_all(&mut *tx)
-                .await?;
-        let connections: Vec<ConnectionRow> =
-            sqlx::query_as("SELECT id, name, strategy FROM connections")
-                .fetch_all(&mut *tx)
-                .await?;
-        let keys: Vec<SigningKeyRow> =
-            sqlx::query_as("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
-                .fetch_all(&mut *tx)
-                .await?;
-        session.finish().await?;
-        Ok(TenantRows {
-            users: rows::assemble_stored(users, identities)?,
-            clients: clients.into_iter().map(ClientRecord::from).collect(),
-            connections: connections.into_iter().map(Connection::from).collect(),
-            signing_keys: keys.into_iter().map(SigningKey::from).collect(),
-        })
-    }
-
-    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()> {
-        let now = crate::clock::unix_now();
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::replace_tenant(&mut PgTx(conn), data, audit, now).await
-        })
-    }
-
-    async fn delete_all_users(&self, audit: &LogEvent) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::delete_all_users(&mut PgTx(conn), audit).await
-        })
-    }
-
-    async fn put_code(&self, code: &StoredCode, now: i64) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| async {
-            execute(conn, sqlx::query(numbered(grants::PURGE_CODES)).bind(now)).await?;
-            execute(
-                conn,
-                sqlx::query(numbered(grants::INSERT_CODE))
-                    .bind(&code.hash)
-                    .bind(&code.client_id)
-                    .bind(&code.payload)
-                    .bind(code.expires_at),
-            )
-            .await
-        })?;
-        Ok(())
-    }
-
-    async fn take_code(&self, hash: &str) -> Result<Option<StoredCode>> {
-        let row: Option<(String, String, i64)> =
-            transaction!(self, OnUnique::Internal, |conn| async {
-                Ok::<_, Attempt>(
-                    sqlx::query_as(numbered(grants::TAKE_CODE))
-                        .bind(hash)
-                        .fetch_optional(&mut *conn)
-                        .await?,
-                )
-            })?;
-        Ok(row.map(|(client_id, payload, expires_at)| StoredCode {
-            hash: hash.to_owned(),
-            client_id,
-            payload,
-            expires_at,
-        }))
-    }
-
-    async fn put_refresh_token(&self, token: &StoredRefresh, now: i64) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| async {
-            execute(conn, sqlx::query(numbered(grants::PURGE_REFRESH)).bind(now)).await?;
-            insert_refresh(conn, token).await
-        })?;
-        Ok(())
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        hash: &str,
-        next_hash: &str,
-        now: i64,
-    ) -> Result<Rotation> {
-        transaction!(self, OnUnique::Internal, |conn| async {
-            // The row lock of the UPDATE makes a concurrent presentation wait, then
-            // find the token used: it is a reuse.
-            let claimed: Option<(String, String, String, String, i64)> =
-                sqlx::query_as(numbered(grants::CLAIM_REFRESH))
-                    .bind(now)
-                    .bind(hash)
-                    .bind(now)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if let Some((family_id, client_id, user_id, payload, expires_at)) = claimed {
-                let old = StoredRefresh {
-                    hash: hash.to_owned(),
-                    family_id,
-                    client_id,
-                    user_id,
-                    payload,
-                    expires_at,
-                };
-                let next = StoredRefresh {
-                    hash: next_hash.to_owned(),
-                    ..old.clone()
-                };
-                insert_refresh(conn, &next).await?;
-                return Ok::<_, Attempt>(Rotation::Rotated(old));
-            }
-            let found: Option<(String, i64)> = sqlx::query_as(numbered(grants::FIND_REFRESH))
-                .bind(hash)
-                .fetch_optional(&mut *conn)
-                .await?;
-            match found {
-                Some((family, expires_at)) if expires_at > now => {
-                    execute(
-                        conn,
-                        sqlx::query(numbered(grants::REVOKE_FAMILY))
-                            .bind(now)
-                            .bind(family),
-                    )
-                    .await?;
-                    Ok(Rotation::Reused)
-                }
-                _ => Ok(Rotation::Unknown),
-            }
-        })
-    }
-
-    async fn put_session(&self, session: &StoredSession, now: i64) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| async {
-            execute(
-                conn,
-                sqlx::query(numbered(grants::PURGE_SESSIONS)).bind(now),
-            )
-            .await?;
-            execute(
-                conn,
-                sqlx::query(numbered(grants::INSERT_SESSION))
-                    .bind(&session.hash)
-                    .bind(&session.user_id)
-                    .bind(session.auth_time)
-                    .bind(session.expires_at),
-            )
-            .await
-        })?;
-        Ok(())
-    }
-
-    async fn session(&self, hash: &str, now: i64) -> Result<Option<StoredSession>> {
-        let row: Option<(String, i64, i64)> = read!(self, Isolation::Default, |db| {
-            sqlx::query_as(numbered(grants::FIND_SESSION))
-                .bind(hash)
-                .bind(now)
-                .fetch_optional(&mut *db)
-        });
-        Ok(row.map(|(user_id, auth_time, expires_at)| StoredSession {
-            hash: hash.to_owned(),
-            user_id,
-            auth_time,
-            expires_at,
-        }))
-    }
-
-    async fn delete_session(&self, hash: &str) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| execute(
-            conn,
-            sqlx::query(numbered(grants::DELETE_SESSION)).bind(hash)
-        ))?;
-        Ok(())
-    }
-
-    async fn identity_login(&self, key: &IdentityKey) -> Result<Option<(String, bool)>> {
-        let row: Option<(String, bool, Option<String>)> =
-            read!(self, Isolation::Default, |db| sqlx::query_as(numbered(
-                grants::IDENTITY_OWNER
-            ))
-            .bind(&key.provider)
-            .bind(&key.user_id)
-            .fetch_optional(&mut *db));
-        row.map(|(owner, blocked, link_state)| {
-            let linked_blocked = rows::link_state_of(link_state.as_deref())?.blocked;
-            Ok((owner, blocked || linked_blocked))
-        })
-        .transpose()
-    }
-
-    async fn record_log(&self, event: &LogEvent) -> Result<()> {
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::insert_log(&mut PgTx(conn), event).await
-        })
-    }
-
-    async fn job_op(&self, op: &crate::store::jobs::JobOp) -> Result<crate::store::jobs::JobReply> {
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::jobs::run(&mut PgTx(conn), op).await
-        })
-    }
-
-    async fn event_op(
-        &self,
-        op: &crate::store::events::EventOp,
-    ) -> Result<crate::store::events::EventReply> {
-        transaction!(self, OnUnique::Internal, |conn| async move {
-            core::events::run(&mut PgTx(conn), op).await
-        })
-    }
-
-    async fn list_logs(&self, query: &LogQuery) -> Result<(Vec<LogEvent>, u64)> {
-        let mut session = self.wire.session(&self.pool, Isolation::Default).await?;
-        let conn = &mut session.db();
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM logs");
-        push_log_filter(&mut count, query);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
-        let mut select = QueryBuilder::<Postgres>::new(format!("SELECT {LOG_SELECT} FROM logs"));
-        push_log_filter(&mut select, query);
-        push_log_page(&mut select, query);
-        let rows: Vec<LogRow> = select.build_query_as().fetch_all(&mut *conn).await?;
-        session.finish().await?;
-        let events = rows
-            .into_iter()
-            .map(LogRow::into_event)
-            .collect::<Result<_>>()?;
-        Ok((events, total.unsigned_abs()))
+    fn pool_usage(&self) -> crate::metrics::PoolUsage {
+        crate::metrics::PoolUsage::of(&self.pool)
     }
 }
 

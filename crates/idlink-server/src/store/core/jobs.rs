@@ -9,13 +9,12 @@
 
 use serde_json::{Value, json};
 
-use super::{Cell, DELETE_USER, Failure, INSERT_USER, Outcome, Param, Tx, WRITE_USER, user_params};
+use super::{Cell, DELETE_USER, Failure, Outcome, Param, Tx, WRITE_USER};
 use crate::domain::model::{Identity, IdentityKey, UserRecord};
 use crate::error::Error;
 use crate::jobs::record_error;
-use crate::store::Credential;
 use crate::store::jobs::{ImportBatch, ImportItem, JobErrorRow, JobOp, JobReply, JobRow};
-use crate::store::rows::{UserColumns, json_text};
+use crate::store::{Credential, StoredUser};
 
 const JOB_COLUMNS: &str = "job_id, type, status, connection_id, external_id, params, created_at, \
      records_done, inserted, updated, failed, bytes, failure, completed_at, lease_owner";
@@ -63,10 +62,6 @@ const UNCOUNT_INSERTED: &str = "UPDATE jobs SET inserted = inserted - ? WHERE jo
 const ENSURE_SETTING: &str =
     "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING";
 const SELECT_SETTING: &str = "SELECT value FROM settings WHERE key = ?";
-const INSERT_IDENTITY: &str = "INSERT INTO identities (provider, identity_user_id, \
-     user_id_is_int, owner_user_id, position, connection_id, connection_name, is_social, \
-     profile_data, password_hash, login_email, login_username) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const SET_PASSWORD: &str = "UPDATE identities SET password_hash = ? \
      WHERE owner_user_id = ? AND position = 0";
 const USER_BY_LOGIN: &str = "SELECT owner_user_id FROM identities \
@@ -516,33 +511,6 @@ async fn import_record<T: Tx>(
     }
 }
 
-fn identity_params(
-    identity: &Identity,
-    owner: &str,
-    position: i64,
-    credential: Option<&Credential>,
-) -> Vec<Param> {
-    vec![
-        (&identity.provider).into(),
-        Param::Text(Some(identity.user_id.as_string())),
-        matches!(identity.user_id, idlink_types::UserId::Integer(_)).into(),
-        owner.into(),
-        Param::Int(position),
-        (&identity.connection_id).into(),
-        (&identity.connection).into(),
-        identity.is_social.into(),
-        Param::Text(identity.profile_data.as_ref().map(json_text)),
-        // An imported database user without a password has a login but no hash.
-        Param::Text(
-            credential
-                .map(|c| c.password_hash.clone())
-                .filter(|hash| !hash.is_empty()),
-        ),
-        Param::Text(credential.and_then(|c| c.login_email.clone())),
-        Param::Text(credential.and_then(|c| c.login_username.clone())),
-    ]
-}
-
 /// An identity already owned by another user: reported, never moved.
 async fn taken_identity<T: Tx>(
     tx: &mut T,
@@ -610,20 +578,16 @@ async fn write_record<T: Tx>(
         if let Some(errors) = taken_identity(tx, &user.identities, None).await? {
             return Ok(Written::Refused(errors));
         }
-        tx.execute(INSERT_USER.as_str(), user_params(user))
-            .await
-            .map_err(db)?;
-        for (position, identity) in user.identities.iter().enumerate() {
-            let position = i64::try_from(position).map_err(Error::internal)?;
-            let credential = if position == 0 { credential } else { None };
-            tx.execute(
-                INSERT_IDENTITY,
-                identity_params(identity, &user.user_id, position, credential),
-            )
-            .await
-            .map_err(db)?;
+        // The file's credential is its main identity's.
+        let mut credentials = vec![None; user.identities.len()];
+        if let Some(main) = credentials.first_mut() {
+            *main = credential.cloned();
         }
-        tx.flush().await.map_err(db)?;
+        let stored = StoredUser {
+            user: user.clone(),
+            credentials,
+        };
+        super::insert_users(tx, std::slice::from_ref(&stored)).await?;
         return Ok(Written::Inserted);
     };
     if !upsert {
@@ -650,13 +614,9 @@ async fn write_record<T: Tx>(
     current.blocked = user.blocked;
     current.blocked_ever_set |= user.blocked_ever_set;
     current.updated_at = now.to_owned();
-    let cols = UserColumns::of(&current);
-    let invented = cols.invented_attributes.clone();
-    let mut params = super::root_params(&current, cols);
-    params.push((&current.updated_at).into());
-    params.extend(super::tail_params(&current, invented));
-    params.push((&current.user_id).into());
-    tx.execute(WRITE_USER, params).await.map_err(db)?;
+    tx.execute(WRITE_USER, super::write_user_params(&current))
+        .await
+        .map_err(db)?;
     if let Some(credential) = credential.filter(|c| !c.password_hash.is_empty()) {
         tx.execute(
             SET_PASSWORD,
@@ -668,16 +628,7 @@ async fn write_record<T: Tx>(
         .await
         .map_err(db)?;
     }
-    let first = current.identities.len();
-    for (offset, identity) in owned.iter().enumerate() {
-        let position = i64::try_from(first + offset).map_err(Error::internal)?;
-        tx.execute(
-            INSERT_IDENTITY,
-            identity_params(identity, &current.user_id, position, None),
-        )
-        .await
-        .map_err(db)?;
-    }
+    super::add_identities(tx, &current.user_id, current.identities.len(), &owned).await?;
     tx.flush().await.map_err(db)?;
     Ok(Written::Updated)
 }

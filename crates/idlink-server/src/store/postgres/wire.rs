@@ -27,17 +27,8 @@ use sqlx::postgres::{
 };
 use sqlx::{Describe, Either, Execute, Executor, Postgres, Transaction};
 
+use crate::store::shared::Isolation;
 use crate::store::{DbPooler, StoreOptions};
-
-/// The isolation a store call needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Isolation {
-    /// The server's default (READ COMMITTED): writes, and reads of one statement.
-    Default,
-    /// One snapshot for several reads (a user and its identities, a page of users),
-    /// so a concurrent link cannot show a half-moved picture.
-    Snapshot,
-}
 
 /// How statements are sent, decided once from `--db-pooler` and `--db-statement-cache`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,13 +225,15 @@ impl<'c> Executor<'c> for &'c mut Db<'_> {
 }
 
 /// What a [`Session`] holds.
+#[derive(Debug)]
 enum Held {
     Conn(PoolConnection<Postgres>),
     Tx(Transaction<'static, Postgres>),
 }
 
 /// The connection of one read (see [`Wire::session`]).
-pub(super) struct Session {
+#[derive(Debug)]
+pub struct Session {
     held: Held,
     named: bool,
 }
