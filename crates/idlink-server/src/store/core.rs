@@ -110,6 +110,13 @@ impl<E> From<DomainError> for Failure<E> {
 /// The primary of a link and the standalone user whose main identity is its target.
 pub type LinkParties = (Option<UserRecord>, Option<UserRecord>);
 
+/// What [`Tx::load_locked_parties`] reads under the link's locks: the target's owner
+/// and position (if the identity exists), and the locked users that exist.
+pub type LockedParties = (Option<(String, i64)>, Vec<UserRecord>);
+
+/// A write statement (`?` placeholders) with its parameters.
+pub type Statement = (&'static str, Vec<Param>);
+
 /// One write transaction of a backend, as the flows need it.
 pub trait Tx: Send {
     /// The backend's database error.
@@ -149,6 +156,25 @@ pub trait Tx: Send {
     /// Sends the statements held back, if any.
     fn flush(&mut self) -> impl Future<Output = Result<(), Self::DbError>> + Send;
 
+    /// Runs write statements that change distinct rows and do not read one another's
+    /// changes (foreign keys only need to hold once all have run), so a backend may
+    /// send them as one statement (PostgreSQL: data-modifying `WITH` queries, one
+    /// round trip). By default one after another, as [`Tx::execute`] runs them.
+    fn execute_batch(
+        &mut self,
+        statements: Vec<Statement>,
+    ) -> impl Future<Output = Result<(), Self::DbError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            for (sql, params) in statements {
+                self.execute(sql, params).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// One user with its identities, in order.
     fn load_user(
         &mut self,
@@ -176,6 +202,65 @@ pub trait Tx: Send {
                 _ => None,
             };
             Ok((primary, secondary))
+        }
+    }
+
+    /// Locks, in ascending `user_id` order, the primary and the user whose main
+    /// identity `target` is as seen now, if any (only called when [`Tx::ROW_LOCKS`]);
+    /// answers the ids locked, ascending. Backends may override it to read and lock
+    /// in one round trip.
+    fn lock_link_parties(
+        &mut self,
+        primary_id: &str,
+        target: &IdentityKey,
+    ) -> impl Future<Output = Result<Vec<String>, Self::DbError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            // Only a standalone user's main identity can be linked: only that owner
+            // is locked.
+            let seen = self.identity_owner(target, false).await?;
+            let mut to_lock = vec![primary_id.to_owned()];
+            if let Some((owner, 0)) = seen {
+                to_lock.push(owner);
+            }
+            // Two links involving the same two users (in either role) queue, never
+            // deadlock.
+            to_lock.sort_unstable();
+            to_lock.dedup();
+            let mut locked = Vec::with_capacity(to_lock.len());
+            for user_id in to_lock {
+                if self.lock_user(&user_id).await? {
+                    locked.push(user_id);
+                }
+            }
+            Ok(locked)
+        }
+    }
+
+    /// After [`Tx::lock_link_parties`]: `target`'s owner and position, re-read with
+    /// the identity's row locked, and the `locked` users with their identities (only
+    /// called when [`Tx::ROW_LOCKS`]). Backends may override it to read all of it in
+    /// one round trip.
+    fn load_locked_parties(
+        &mut self,
+        target: &IdentityKey,
+        locked: &[String],
+    ) -> impl Future<Output = Result<LockedParties, Failure<Self::DbError>>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let owner = self
+                .identity_owner(target, true)
+                .await
+                .map_err(Failure::Db)?;
+            let mut users = Vec::with_capacity(locked.len());
+            for user_id in locked {
+                users.extend(self.load_user(user_id).await?);
+            }
+            Ok((owner, users))
         }
     }
 
@@ -210,9 +295,10 @@ pub const CLOSE_GAP: &str =
     "UPDATE identities SET position = position - 1 WHERE owner_user_id = ? AND position > ?";
 pub const DELETE_USER: &str = "DELETE FROM users WHERE user_id = ?";
 pub const TOUCH_USER: &str = "UPDATE users SET updated_at = ? WHERE user_id = ?";
-/// The primary's metadata after a link that merged the secondary's into it.
+/// The primary's metadata after a link that merged the secondary's into it, and its
+/// `updated_at` (one statement: [`Tx::execute_batch`] may not change a row twice).
 pub const WRITE_METADATA: &str =
-    "UPDATE users SET user_metadata = ?, app_metadata = ? WHERE user_id = ?";
+    "UPDATE users SET user_metadata = ?, app_metadata = ?, updated_at = ? WHERE user_id = ?";
 pub const INSERT_LOG: &str = "INSERT INTO logs (log_id, date, type, description, client_id, \
      user_id, secondary_user_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 /// Writes a user's root profile (everything a patch can change).
@@ -354,21 +440,24 @@ fn claim_params(claim: &Claim) -> Vec<Param> {
     ]
 }
 
-/// Writes what goes beside a change, in its transaction — the one place every write
-/// flow records them: the audit event, the link events (outbox), and the answer under
-/// the key [`claim_alongside`] took (`answer` renders it from the change's result,
-/// given the claim's status; it is the body the HTTP layer sends).
+/// Writes a change's own statements (`change`, see [`Tx::execute_batch`]) and what
+/// goes beside it, in its transaction — the one place every write flow records them:
+/// the audit event, the link events (outbox), and the answer under the key
+/// [`claim_alongside`] took (`answer` renders it from the change's result, given the
+/// claim's status; it is the body the HTTP layer sends). The change, the audit event
+/// and the answer go as one batch; the events follow (their ids are read back).
 pub async fn write_alongside<T: Tx>(
     tx: &mut T,
+    mut change: Vec<Statement>,
     alongside: &Alongside,
     answer: impl FnOnce(u16) -> StoredAnswer + Send,
 ) -> Result<(), T::DbError> {
     if let Some(event) = &alongside.audit {
-        tx.execute(INSERT_LOG, log_params(event)).await?;
+        change.push((INSERT_LOG, log_params(event)));
     }
     if let Some(claim) = &alongside.idempotency {
         let answer = answer(claim.status);
-        tx.execute(
+        change.push((
             ANSWER_IDEMPOTENCY,
             vec![
                 Param::Int(i64::from(answer.status)),
@@ -376,9 +465,9 @@ pub async fn write_alongside<T: Tx>(
                 (&claim.scope).into(),
                 (&claim.key).into(),
             ],
-        )
-        .await?;
+        ));
     }
+    tx.execute_batch(change).await?;
     events::append(tx, &alongside.events).await
 }
 
@@ -410,14 +499,7 @@ pub async fn link<T: Tx>(
     required_audit(alongside)?;
     claim_alongside(tx, alongside).await?;
     let (primary, secondary) = if T::ROW_LOCKS {
-        // Read what the locks now hold stable: the primary and the locked owner.
-        let owner = lock_link_parties(tx, primary_id, target).await?;
-        let primary = tx.load_user(primary_id).await?;
-        let secondary = match owner {
-            Some(owner) => tx.load_user(&owner).await?,
-            None => None,
-        };
-        (primary, secondary)
+        lock_link_parties(tx, primary_id, target).await?
     } else {
         tx.load_link_parties(primary_id, target).await?
     };
@@ -432,38 +514,36 @@ pub async fn link<T: Tx>(
 /// The locking protocol of backends with concurrent writers (see `docs/scaling.md`):
 /// lock the primary and the target's standalone owner in ascending `user_id` order,
 /// then re-read the target under lock; if it now belongs, as a main identity, to a user
-/// whose lock we do not hold, start over. Returns the target's owner when it is a
-/// main identity (of a locked user).
+/// whose lock we do not hold, start over. Answers the primary and the target's owner
+/// when it is a main identity (of a locked user), as read under the locks.
 async fn lock_link_parties<T: Tx>(
     tx: &mut T,
     primary_id: &str,
     target: &IdentityKey,
-) -> Outcome<Option<String>, T> {
-    // Only a standalone user's main identity can be linked: only that owner is locked.
-    let seen = tx
-        .identity_owner(target, false)
+) -> Outcome<LinkParties, T> {
+    let locked = tx
+        .lock_link_parties(primary_id, target)
         .await
         .map_err(Failure::Db)?;
-    let mut to_lock = vec![primary_id.to_owned()];
-    if let Some((owner, 0)) = seen {
-        to_lock.push(owner);
-    }
-    // Two links involving the same two users (in either role) queue, never deadlock.
-    to_lock.sort_unstable();
-    to_lock.dedup();
-    let mut locked = Vec::with_capacity(to_lock.len());
-    for user_id in to_lock {
-        if tx.lock_user(&user_id).await.map_err(Failure::Db)? {
-            locked.push(user_id);
-        }
-    }
     if !locked.iter().any(|id| id == primary_id) {
         return Err(DomainError::UserNotFound.into());
     }
-    match tx.identity_owner(target, true).await.map_err(Failure::Db)? {
+    let (owner, mut users) = tx.load_locked_parties(target, &locked).await?;
+    let mut take = |user_id: &str| {
+        users
+            .iter()
+            .position(|user| user.user_id == user_id)
+            .map(|index| users.swap_remove(index))
+    };
+    match owner {
         Some((owner, 0)) if !locked.contains(&owner) => Err(Failure::Moved),
-        Some((owner, 0)) => Ok(Some(owner)),
-        _ => Ok(None),
+        // The target is the primary's own main identity: `plan_link` refuses it.
+        Some((owner, 0)) if owner == primary_id => {
+            let primary = take(primary_id);
+            Ok((primary.clone(), primary))
+        }
+        Some((owner, 0)) => Ok((take(primary_id), take(&owner))),
+        _ => Ok((take(primary_id), None)),
     }
 }
 
@@ -473,6 +553,7 @@ async fn apply_link<T: Tx>(
     plan: &LinkPlan,
     alongside: &Alongside,
 ) -> Result<(), T::DbError> {
+    let mut change = Vec::with_capacity(plan.moved.len() + 4);
     for (offset, identity) in plan.moved.iter().enumerate() {
         let params = vec![
             primary_id.into(),
@@ -482,26 +563,28 @@ async fn apply_link<T: Tx>(
             (&identity.provider).into(),
             Param::Text(Some(identity.user_id.as_string())),
         ];
-        tx.execute(MOVE_IDENTITY, params).await?;
+        change.push((MOVE_IDENTITY, params));
     }
-    tx.execute(DELETE_USER, vec![(&plan.secondary_user_id).into()])
-        .await?;
-    if plan.metadata_changed {
-        let params = vec![
-            Param::Text(Some(user_metadata_text(plan.user_metadata.as_ref()))),
-            Param::Text(Some(json_text(&plan.app_metadata))),
-            primary_id.into(),
-        ];
-        tx.execute(WRITE_METADATA, params).await?;
-    }
+    // The moved identities now belong to the primary, so the cascade of this delete
+    // (which runs after every statement of the batch) finds none of them.
+    change.push((DELETE_USER, vec![(&plan.secondary_user_id).into()]));
     // The audit event's date is the link's instant (on the server's clock).
     let date = alongside
         .audit
         .as_ref()
         .map_or_else(crate::clock::now_iso, |audit| audit.date.clone());
-    tx.execute(TOUCH_USER, vec![(&date).into(), primary_id.into()])
-        .await?;
-    write_alongside(tx, alongside, |status| {
+    if plan.metadata_changed {
+        let params = vec![
+            Param::Text(Some(user_metadata_text(plan.user_metadata.as_ref()))),
+            Param::Text(Some(json_text(&plan.app_metadata))),
+            (&date).into(),
+            primary_id.into(),
+        ];
+        change.push((WRITE_METADATA, params));
+    } else {
+        change.push((TOUCH_USER, vec![(&date).into(), primary_id.into()]));
+    }
+    write_alongside(tx, change, alongside, |status| {
         StoredAnswer::identities(status, &plan.identities)
     })
     .await?;
@@ -544,23 +627,24 @@ async fn apply_unlink<T: Tx>(
     now: &str,
     alongside: &Alongside,
 ) -> Result<(), T::DbError> {
-    tx.execute(INSERT_USER.as_str(), user_params(&plan.new_user))
-        .await?;
     let removed = &plan.removed;
-    tx.execute(
-        DETACH_IDENTITY,
-        vec![
-            (&plan.new_user.user_id).into(),
-            (&removed.provider).into(),
-            Param::Text(Some(removed.user_id.as_string())),
-        ],
-    )
-    .await?;
-    tx.execute(CLOSE_GAP, vec![primary_id.into(), Param::Int(gap)])
-        .await?;
-    tx.execute(TOUCH_USER, vec![now.into(), primary_id.into()])
-        .await?;
-    write_alongside(tx, alongside, |status| {
+    let change = vec![
+        (INSERT_USER.as_str(), user_params(&plan.new_user)),
+        // Points at the user inserted beside it: foreign keys are checked once the
+        // whole batch has run.
+        (
+            DETACH_IDENTITY,
+            vec![
+                (&plan.new_user.user_id).into(),
+                (&removed.provider).into(),
+                Param::Text(Some(removed.user_id.as_string())),
+            ],
+        ),
+        // The detached identity sits at `gap`, not above it: distinct rows.
+        (CLOSE_GAP, vec![primary_id.into(), Param::Int(gap)]),
+        (TOUCH_USER, vec![now.into(), primary_id.into()]),
+    ];
+    write_alongside(tx, change, alongside, |status| {
         StoredAnswer::identities(status, &plan.remaining)
     })
     .await?;
@@ -586,9 +670,11 @@ pub async fn update_user<T: Tx>(
         .ok_or(DomainError::UserNotFound)?;
     patch.apply(&mut user, now);
     write_user(tx, &user, patch).await.map_err(Failure::Db)?;
-    write_alongside(tx, alongside, |status| StoredAnswer::user(status, &user))
-        .await
-        .map_err(Failure::Db)?;
+    write_alongside(tx, Vec::new(), alongside, |status| {
+        StoredAnswer::user(status, &user)
+    })
+    .await
+    .map_err(Failure::Db)?;
     tx.flush().await.map_err(Failure::Db)?;
     Ok(user)
 }
@@ -630,9 +716,11 @@ pub async fn create_user<T: Tx>(
     tx.execute(INSERT_MAIN_IDENTITY, params)
         .await
         .map_err(Failure::Db)?;
-    write_alongside(tx, alongside, |status| StoredAnswer::user(status, user))
-        .await
-        .map_err(Failure::Db)?;
+    write_alongside(tx, Vec::new(), alongside, |status| {
+        StoredAnswer::user(status, user)
+    })
+    .await
+    .map_err(Failure::Db)?;
     tx.flush().await.map_err(Failure::Db)
 }
 
@@ -659,7 +747,7 @@ pub async fn delete_user<T: Tx>(
         };
         &nothing_happened
     };
-    write_alongside(tx, alongside, StoredAnswer::empty)
+    write_alongside(tx, Vec::new(), alongside, StoredAnswer::empty)
         .await
         .map_err(Failure::Db)?;
     tx.flush().await.map_err(Failure::Db)?;

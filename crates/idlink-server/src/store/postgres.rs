@@ -32,6 +32,7 @@ use super::StoreOptions;
 use super::core::write::{OnUnique, Reply, Write};
 use super::core::{self, Failure, Param};
 use super::reads::{self, Fetch, Read, Sql};
+use super::rows::IDENTITY_SELECT;
 use super::search_sql::Dialect;
 use super::shared::{Backend, Isolation};
 use crate::domain::error::Error as DomainError;
@@ -405,17 +406,93 @@ fn numbered(sql: &'static str) -> &'static str {
 /// `sql` with its `?` placeholders numbered, for statements built at run time.
 fn number_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
+    push_numbered(&mut out, sql, &mut 0);
+    out
+}
+
+/// Appends `sql` to `out` with its `?` placeholders numbered on from `*n`.
+fn push_numbered(out: &mut String, sql: &str, n: &mut usize) {
     for c in sql.chars() {
         if c == '?' {
-            n += 1;
+            *n += 1;
             out.push_str(&format!("${n}"));
         } else {
             out.push(c);
         }
     }
-    out
 }
+
+/// The statements of a [`core::Tx::execute_batch`] as one: each but the last as a
+/// data-modifying `WITH` query (run to completion although nothing reads it), the last
+/// as the main statement, placeholders numbered across all of them. PostgreSQL runs
+/// them on one snapshot, in no set order, and fires the foreign keys' checks and
+/// cascades after all of them: what the batch's contract allows (distinct rows, no
+/// statement reading another's change). Cached per sequence of statements; `None`
+/// (send them one by one) once the cache is full, or past the protocol's 65,535
+/// parameters.
+fn batched(statements: &[core::Statement]) -> Option<&'static str> {
+    /// Distinct batches kept: the flows make a handful (a link moves one identity or a
+    /// few); past this, rare shapes go one statement at a time.
+    const MAX_SHAPES: usize = 256;
+    type Shapes = std::collections::HashMap<Vec<&'static str>, &'static str>;
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<Shapes>> =
+        std::sync::LazyLock::new(Default::default);
+    let params: usize = statements.iter().map(|(_, params)| params.len()).sum();
+    if params > usize::from(u16::MAX) {
+        return None;
+    }
+    let shape: Vec<&'static str> = statements.iter().map(|(sql, _)| *sql).collect();
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(sql) = cache.get(&shape) {
+        return Some(sql);
+    }
+    if cache.len() >= MAX_SHAPES {
+        return None;
+    }
+    let (last, first) = shape.split_last()?;
+    let mut out = String::from("WITH ");
+    let mut n = 0;
+    for (index, sql) in first.iter().enumerate() {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("w{index} AS ("));
+        push_numbered(&mut out, sql, &mut n);
+        out.push(')');
+    }
+    out.push(' ');
+    push_numbered(&mut out, last, &mut n);
+    let sql: &'static str = Box::leak(out.into_boxed_str());
+    cache.insert(shape, sql);
+    Some(sql)
+}
+
+/// [`core::Tx::lock_link_parties`] in one statement: the primary and the target's
+/// standalone owner as this statement sees it, locked in ascending `user_id` order
+/// (rows are locked as the sort hands them out; `COLLATE "C"` is byte order, as Rust
+/// sorts strings).
+const LOCK_LINK_PARTIES: &str = "SELECT user_id FROM users WHERE user_id = $1 \
+     OR user_id = (SELECT owner_user_id FROM identities \
+     WHERE provider = $2 AND identity_user_id = $3 AND position = 0) \
+     ORDER BY user_id COLLATE \"C\" FOR UPDATE";
+
+/// [`core::Tx::load_locked_parties`] in one statement, run once the locks are held:
+/// the target's owner and position, its row locked, beside the locked users (`$3`)
+/// joined with their identities. Those users' rows and identities change only under
+/// their locks, which we hold, so this snapshot holds them as they will stay.
+static LOAD_LOCKED_PARTIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH target (target_owner, target_position) AS (SELECT owner_user_id, position \
+         FROM identities WHERE provider = $1 AND identity_user_id = $2 FOR UPDATE) \
+         SELECT t.target_owner, t.target_position, u.*, {IDENTITY_SELECT} \
+         FROM (SELECT 1) AS one LEFT JOIN target t ON true \
+         LEFT JOIN users u ON u.user_id = ANY($3) \
+         LEFT JOIN identities i ON i.owner_user_id = u.user_id \
+         ORDER BY u.user_id, i.position"
+    )
+});
 
 /// A PostgreSQL transaction, for the shared flows of [`super::core`]: statements run
 /// at once; users and identities are locked with `FOR UPDATE`.
@@ -484,6 +561,62 @@ impl core::Tx for PgTx<'_, '_> {
 
     async fn flush(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+
+    async fn execute_batch(&mut self, statements: Vec<core::Statement>) -> Result<(), sqlx::Error> {
+        let sql = match statements.len() {
+            0 => return Ok(()),
+            1 => None,
+            _ => batched(&statements),
+        };
+        let Some(sql) = sql else {
+            for (sql, params) in statements {
+                self.execute(sql, params).await?;
+            }
+            return Ok(());
+        };
+        let params = statements.into_iter().flat_map(|(_, params)| params);
+        reads::bind_params(sqlx::query(sql), params.collect())
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_link_parties(
+        &mut self,
+        primary_id: &str,
+        target: &IdentityKey,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(LOCK_LINK_PARTIES)
+            .bind(primary_id)
+            .bind(&target.provider)
+            .bind(&target.user_id)
+            .fetch_all(&mut *self.0)
+            .await
+    }
+
+    async fn load_locked_parties(
+        &mut self,
+        target: &IdentityKey,
+        locked: &[String],
+    ) -> Result<core::LockedParties, Failure<sqlx::Error>> {
+        use sqlx::Row as _;
+        let rows = sqlx::query(LOAD_LOCKED_PARTIES.as_str())
+            .bind(&target.provider)
+            .bind(&target.user_id)
+            .bind(locked)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(Failure::Db)?;
+        let owner = match rows.first() {
+            Some(row) => {
+                let owner: Option<String> = row.try_get("target_owner").map_err(Failure::Db)?;
+                let position: Option<i64> = row.try_get("target_position").map_err(Failure::Db)?;
+                owner.zip(position)
+            }
+            None => None,
+        };
+        Ok((owner, reads::users_of_joined_rows(&rows)?))
     }
 
     async fn load_user(

@@ -199,18 +199,33 @@ pub fn load_user_sql() -> &'static str {
 /// One user with its identities.
 pub async fn user<C: Fetch>(conn: &mut C, user_id: &str) -> Result<Option<UserRecord>> {
     let rows = conn.fetch(Sql::with(&LOAD_USER, [user_id.into()])).await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let user = first.user()?;
-    let mut identities = Vec::with_capacity(rows.len());
-    for row in &rows {
-        // A user without identities comes back as one row of NULL identity columns.
+    Ok(users_of_joined_rows(&rows)?.pop())
+}
+
+/// The users of rows of `users` joined with `identities` (`u.*` beside
+/// [`IDENTITY_SELECT`], ordered by user, then position): a row without a user adds
+/// nothing, and a user without identities comes back as one row of NULL identity
+/// columns.
+pub fn users_of_joined_rows<R: SharedRow>(rows: &[R]) -> Result<Vec<UserRecord>> {
+    let mut users: Vec<(super::rows::UserRow, Vec<crate::domain::model::Identity>)> = Vec::new();
+    for row in rows {
+        let Some(user_id) = row.opt_text_named("user_id")? else {
+            continue;
+        };
+        if users.last().is_none_or(|(user, _)| user.user_id != user_id) {
+            users.push((row.user()?, Vec::new()));
+        }
         if row.opt_text_named("owner_user_id")?.is_some() {
-            identities.push(row.identity()?.into_identity()?);
+            let identity = row.identity()?.into_identity()?;
+            if let Some((_, identities)) = users.last_mut() {
+                identities.push(identity);
+            }
         }
     }
-    user.into_user(identities).map(Some)
+    users
+        .into_iter()
+        .map(|(user, identities)| user.into_user(identities))
+        .collect()
 }
 
 /// A page of users and the total matching, from one snapshot.
