@@ -35,6 +35,9 @@ enum Target {
     Idlink {
         name: String,
         servers: Vec<(IdlinkChild, Fixture)>,
+        /// Measured on link-unlink alone: a variant of a target measured in full, there
+        /// for one ratio (NORMAL against FULL, two instances against one).
+        link_unlink_only: bool,
     },
     Ceiling {
         name: String,
@@ -67,6 +70,10 @@ impl Target {
     async fn measure(&mut self, scenario: Scenario, options: &LoadOptions) -> Option<BenchResult> {
         let c = options.concurrency;
         let m = match self {
+            Self::Idlink {
+                link_unlink_only: true,
+                ..
+            } if scenario != Scenario::LinkUnlink => return None,
             Self::Idlink { servers, .. } => {
                 let n = servers.len();
                 let pids: Vec<u32> = servers.iter().map(|(s, _)| s.process.pid()).collect();
@@ -177,6 +184,16 @@ async fn start_targets(
     out.push(Target::Idlink {
         name: "idlink-sqlite".into(),
         servers: vec![(server, fixture)],
+        link_unlink_only: false,
+    });
+    // What `synchronous=FULL` (the default, durable against power loss) costs.
+    let server =
+        targets::start_idlink_with(&bin, None, &["--sqlite-synchronous", "normal"]).await?;
+    let fixture = server.api.prepare(pairs).await?;
+    out.push(Target::Idlink {
+        name: "idlink-sqlite-normal".into(),
+        servers: vec![(server, fixture)],
+        link_unlink_only: true,
     });
 
     let postgres = if options.postgres {
@@ -205,6 +222,7 @@ async fn start_targets(
                         out.push(Target::Idlink {
                             name: "idlink-postgres".into(),
                             servers: vec![(server, fixture)],
+                            link_unlink_only: false,
                         });
                     }
                 }
@@ -295,6 +313,7 @@ async fn start_postgres_pair(
     Ok(Target::Idlink {
         name: "idlink-postgres-2x".into(),
         servers: vec![(first, fixture), (second, theirs)],
+        link_unlink_only: true,
     })
 }
 
@@ -381,6 +400,15 @@ pub fn verdicts(medians: &[BenchResult]) -> Vec<String> {
         lines.push(format!(
             "link-unlink idlink-postgres / store-ceiling-postgres: {:.0} %",
             share * 100.0
+        ));
+    }
+    if let (Some(full), Some(normal)) = (
+        find("idlink-sqlite", "link-unlink"),
+        find("idlink-sqlite-normal", "link-unlink"),
+    ) {
+        lines.push(format!(
+            "link-unlink idlink-sqlite (FULL) / idlink-sqlite-normal: {:.2}× ops/s (what power-loss durability costs)",
+            full.ops_per_sec / normal.ops_per_sec.max(f64::MIN_POSITIVE)
         ));
     }
     if let (Some(one), Some(two)) = (
