@@ -150,7 +150,7 @@ pub async fn prepare(
     seed: Option<Snapshot>,
     clock: &crate::clock::Clock,
 ) -> std::result::Result<(), crate::server::StartError> {
-    if let Some(seed) = &seed {
+    if let Some(seed) = seed {
         let stored = store.connections().await?;
         let mut known: Vec<KnownConnection> = stored.iter().map(KnownConnection::from).collect();
         for (name, strategy) in bootstrap::wanted_connections(config) {
@@ -182,6 +182,9 @@ pub async fn prepare(
         let connections = store.connections().await?;
         let now = clock.now_iso();
         let (users, clients, signing_keys) = seed.to_write(&connections, &now).await?;
+        // The decoded seed is not needed once it is in the write's form: holding both
+        // while the write runs would double the peak memory of a large seed.
+        drop(seed);
         let data = TenantWrite {
             users,
             clients,
@@ -190,7 +193,7 @@ pub async fn prepare(
             now: clock.unix_now(),
         };
         let event = control_event(&now, "PUT", "--seed", 200, None);
-        store.replace_tenant(&data, &event).await?;
+        store.replace_tenant(data, &event).await?;
     }
     if let Some(path) = &settings.dev_signing_key {
         let has_signing_key = store
@@ -301,7 +304,7 @@ pub async fn replace(
         signing_keys,
         now: state.clock.unix_now(),
     };
-    state.store.replace_tenant(&data, &event_for(&now)).await?;
+    state.store.replace_tenant(data, &event_for(&now)).await?;
     if replaces_keys {
         state.tokens.keys().reload(state.store.as_ref()).await?;
     }

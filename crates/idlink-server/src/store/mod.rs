@@ -283,8 +283,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// keys), read from one snapshot of the database.
     async fn tenant_rows(&self) -> Result<TenantRows>;
     /// Replaces users, identities, clients (and keys when given) with `data` in one
-    /// transaction, writing `audit` in it; concurrent writes wait or come after.
-    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()>;
+    /// transaction, writing `audit` in it; concurrent writes wait or come after. `data`
+    /// is taken, not copied: a seed of many users is held once.
+    async fn replace_tenant(&self, data: TenantWrite, audit: &LogEvent) -> Result<()>;
     /// Deletes every user and identity in one transaction, writing `audit` in it.
     async fn delete_all_users(&self, audit: &LogEvent) -> Result<()>;
     /// Stores an authorization code (and drops the expired ones, so they stay bounded).

@@ -252,9 +252,9 @@ impl<B: Backend> Store for Shared<B> {
         read!(self.0, Isolation::Snapshot, |conn| reads::tenant_rows(conn))
     }
 
-    async fn replace_tenant(&self, data: &TenantWrite, audit: &LogEvent) -> Result<()> {
+    async fn replace_tenant(&self, data: TenantWrite, audit: &LogEvent) -> Result<()> {
         let write = Write::ReplaceTenant {
-            data: data.clone(),
+            data,
             audit: audit.clone(),
         };
         write!(self.0, write, Reply::Done => ())
