@@ -2,6 +2,7 @@
 //! the command line.
 
 mod cli;
+mod malloc_tuning;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -571,6 +572,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    if matches!(cli.command, Command::Emulate(_)) {
+        // Before any thread starts: the emulator runs with one malloc arena.
+        malloc_tuning::restart_with_emulator_tunables();
+    }
     init_logging(match &cli.command {
         Command::Serve(args) => args.log_format,
         Command::Emulate(args) => args.server.log_format,

@@ -337,3 +337,43 @@ async fn a_dev_signing_key_is_made_once_and_reused() {
     // Debug build on a shared machine: generous; the release figure is in docs/performance.md.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+/// `NAME=value` entries of a process's environment.
+#[cfg(target_os = "linux")]
+fn environment_of(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    raw.split(|b| *b == 0)
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .collect()
+}
+
+/// The emulator restarts itself once, as the same process, with one malloc arena (its
+/// memory with a large seed; see `malloc_tuning.rs`), and a user's own arena count wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_emulator_runs_with_one_malloc_arena_unless_told_otherwise() {
+    let mut emulator = spawn(&["--bind", "127.0.0.1:0"]);
+    let env = environment_of(emulator.child.id());
+    assert!(
+        env.iter()
+            .any(|e| e.starts_with("GLIBC_TUNABLES=") && e.contains("glibc.malloc.arena_max=1")),
+        "{env:?}"
+    );
+    emulator.child.kill().unwrap();
+    emulator.child.wait().unwrap();
+
+    let mut command = command(&["--bind", "127.0.0.1:0"]);
+    command.env("GLIBC_TUNABLES", "glibc.malloc.arena_max=3");
+    let mut emulator = spawn_command(command);
+    let env = environment_of(emulator.child.id());
+    assert!(
+        env.contains(&"GLIBC_TUNABLES=glibc.malloc.arena_max=3".to_owned()),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|e| e.starts_with("IDLINK_MALLOC_TUNED=")),
+        "{env:?}"
+    );
+    emulator.child.kill().unwrap();
+    emulator.child.wait().unwrap();
+}
