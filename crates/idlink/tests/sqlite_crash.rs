@@ -89,6 +89,11 @@ impl Shared {
         self.url.read().unwrap().clone()
     }
 
+    /// Changes what the client knows of `secondary`.
+    fn update_known<T>(&self, secondary: &str, change: impl FnOnce(&mut Known) -> T) -> T {
+        change(self.known.lock().unwrap().get_mut(secondary).unwrap())
+    }
+
     /// Reads where `secondary` is, retrying through restarts.
     async fn locate(&self, secondary: &str) -> Place {
         loop {
@@ -150,14 +155,7 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
             Place::Standalone => Place::LinkedTo(primary),
             Place::LinkedTo(_) => Place::Standalone,
         };
-        shared
-            .known
-            .lock()
-            .unwrap()
-            .get_mut(&secondary)
-            .unwrap()
-            .history
-            .push(target.clone());
+        shared.update_known(&secondary, |known| known.history.push(target.clone()));
         let sent = match &current {
             Place::Standalone => {
                 let Place::LinkedTo(primary) = &target else {
@@ -192,8 +190,7 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
         };
         match answer {
             Ok((200 | 201, _)) => {
-                let mut known = shared.known.lock().unwrap();
-                known.get_mut(&secondary).unwrap().settle(target);
+                shared.update_known(&secondary, |known| known.settle(target));
                 shared.acked_ops.fetch_add(1, Ordering::Relaxed);
             }
             Ok((status, body)) => {
@@ -207,24 +204,18 @@ async fn worker(shared: Arc<Shared>, mine: Vec<String>) {
             Err(_) => {
                 // Killed mid-request: the operation may or may not have committed.
                 shared.lost_answers.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .known
-                    .lock()
-                    .unwrap()
-                    .get_mut(&secondary)
-                    .unwrap()
-                    .unsure = Some(target.clone());
+                shared.update_known(&secondary, |known| known.unsure = Some(target.clone()));
                 // Settle it with a read once the server is back: what a read shows
                 // after the restart has committed.
                 let place = shared.locate(&secondary).await;
-                let mut known = shared.known.lock().unwrap();
-                let entry = known.get_mut(&secondary).unwrap();
-                assert!(
-                    place == entry.acked || place == target,
-                    "{secondary}: found {place:?}, expected {:?} or {target:?}",
-                    entry.acked
-                );
-                entry.settle(place);
+                shared.update_known(&secondary, |entry| {
+                    assert!(
+                        place == entry.acked || place == target,
+                        "{secondary}: found {place:?}, expected {:?} or {target:?}",
+                        entry.acked
+                    );
+                    entry.settle(place);
+                });
             }
         }
     }
