@@ -323,9 +323,7 @@ async fn record_login<T: Tx>(tx: &mut T, user_id: &str, now: &str) -> Outcome<()
 
 /// Stores a code, dropping the expired ones (so they stay bounded).
 async fn put_code<T: Tx>(tx: &mut T, code: &StoredCode, now: i64) -> Outcome<(), T> {
-    tx.execute(grants::PURGE_CODES, vec![Param::Int(now)])
-        .await
-        .map_err(Failure::Db)?;
+    execute(tx, grants::PURGE_CODES, vec![Param::Int(now)]).await?;
     let params = vec![
         (&code.hash).into(),
         (&code.client_id).into(),
@@ -413,9 +411,7 @@ async fn rotate_refresh_token<T: Tx>(
 
 /// Stores a session, dropping the expired ones.
 async fn put_session<T: Tx>(tx: &mut T, session: &StoredSession, now: i64) -> Outcome<(), T> {
-    tx.execute(grants::PURGE_SESSIONS, vec![Param::Int(now)])
-        .await
-        .map_err(Failure::Db)?;
+    execute(tx, grants::PURGE_SESSIONS, vec![Param::Int(now)]).await?;
     let params = vec![
         (&session.hash).into(),
         (&session.user_id).into(),
