@@ -13,6 +13,7 @@ mod rows;
 mod search_sql;
 mod shared;
 pub mod sqlite;
+mod sqlite_readers;
 mod sqlite_writer;
 
 use std::sync::Arc;

@@ -23,7 +23,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Executor as _};
 
 use self::wire::{Db, Session, Wire};
@@ -32,7 +33,7 @@ use super::StoreOptions;
 use super::core::write::{OnUnique, Reply, Write};
 use super::core::{self, Failure, Param};
 use super::reads::{self, Fetch, Read, Sql};
-use super::rows::IDENTITY_SELECT;
+use super::rows::{At, IDENTITY_SELECT, SharedRow};
 use super::search_sql::Dialect;
 use super::shared::{Backend, Isolation};
 use crate::domain::error::Error as DomainError;
@@ -503,7 +504,7 @@ impl core::Tx for PgTx<'_, '_> {
     const ROW_LOCKS: bool = true;
 
     async fn execute(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), sqlx::Error> {
-        reads::bind_params(sqlx::query(numbered(sql)), params)
+        bind_params(sqlx::query(numbered(sql)), params)
             .execute(&mut *self.0)
             .await?;
         Ok(())
@@ -514,7 +515,7 @@ impl core::Tx for PgTx<'_, '_> {
         sql: &'static str,
         params: Vec<Param>,
     ) -> Result<u64, sqlx::Error> {
-        Ok(reads::bind_params(sqlx::query(numbered(sql)), params)
+        Ok(bind_params(sqlx::query(numbered(sql)), params)
             .execute(&mut *self.0)
             .await?
             .rows_affected())
@@ -526,7 +527,7 @@ impl core::Tx for PgTx<'_, '_> {
         params: Vec<Param>,
     ) -> Result<Vec<Vec<core::Cell>>, sqlx::Error> {
         use sqlx::{Column as _, Row as _, TypeInfo as _};
-        let rows = reads::bind_params(sqlx::query(numbered(sql)), params)
+        let rows = bind_params(sqlx::query(numbered(sql)), params)
             .fetch_all(&mut *self.0)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -576,7 +577,7 @@ impl core::Tx for PgTx<'_, '_> {
             return Ok(());
         };
         let params = statements.into_iter().flat_map(|(_, params)| params);
-        reads::bind_params(sqlx::query(sql), params.collect())
+        bind_params(sqlx::query(sql), params.collect())
             .execute(&mut *self.0)
             .await?;
         Ok(())
@@ -665,15 +666,56 @@ impl From<Failure<sqlx::Error>> for Attempt {
     }
 }
 
+/// Binds [`Param`]s in order.
+fn bind_params(
+    mut query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(text) => query.bind(text),
+            Param::Int(n) => query.bind(n),
+            Param::MaybeInt(n) => query.bind(n),
+            Param::Bool(b) => query.bind(b),
+            Param::Bytes(data) => query.bind(data),
+        };
+    }
+    query
+}
+
+impl SharedRow for PgRow {
+    fn text_cell(&self, at: At<'_>) -> Result<Option<String>> {
+        cell(self, at)
+    }
+    fn int_cell(&self, at: At<'_>) -> Result<Option<i64>> {
+        cell(self, at)
+    }
+    fn bool_cell(&self, at: At<'_>) -> Result<Option<bool>> {
+        cell(self, at)
+    }
+}
+
+/// The cell of a PostgreSQL row at `at`.
+fn cell<T>(row: &PgRow, at: At<'_>) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    use sqlx::Row as _;
+    Ok(match at {
+        At::Index(index) => row.try_get(index)?,
+        At::Name(name) => row.try_get(name)?,
+    })
+}
+
 impl Fetch for Db<'_> {
     type Row = PgRow;
     const DIALECT: Dialect = Dialect::Postgres;
 
-    async fn fetch(&mut self, sql: Sql) -> sqlx::Result<Vec<PgRow>> {
+    async fn fetch(&mut self, sql: Sql) -> Result<Vec<PgRow>> {
         let text = number_placeholders(&sql.text);
-        reads::bind_params(sqlx::query(&text), sql.params)
+        Ok(bind_params(sqlx::query(&text), sql.params)
             .fetch_all(self)
-            .await
+            .await?)
     }
 }
 
@@ -681,14 +723,14 @@ impl Fetch for Session {
     type Row = PgRow;
     const DIALECT: Dialect = Dialect::Postgres;
 
-    async fn fetch(&mut self, sql: Sql) -> sqlx::Result<Vec<PgRow>> {
+    async fn fetch(&mut self, sql: Sql) -> Result<Vec<PgRow>> {
         Fetch::fetch(&mut self.db(), sql).await
     }
 }
 
 impl Read for Session {
-    async fn finish(self) -> sqlx::Result<()> {
-        Session::finish(self).await
+    async fn finish(self) -> Result<()> {
+        Ok(Session::finish(self).await?)
     }
 }
 

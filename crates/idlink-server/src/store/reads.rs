@@ -2,20 +2,18 @@
 //! shapes of [`super::rows`] and their assembly. A backend only runs a statement on its
 //! read connection ([`Fetch`]) and ends the read ([`Read`]).
 //!
-//! Readers are sqlx connections on both backends (SQLite's read-only pool, PostgreSQL's
-//! pool), so one generic layer over sqlx rows serves both; the writes run on [`super::core::Tx`],
-//! which SQLite drives on its writer thread with `rusqlite`.
+//! A backend's rows reach the shapes through [`SharedRow`] (PostgreSQL's sqlx rows,
+//! SQLite's `rusqlite` rows copied out of the statement); the writes run on
+//! [`super::core::Tx`].
 
 use std::future::Future;
-
-use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::core::Param;
 use super::filters::{push_log_filter, push_log_page, push_user_page, push_user_search};
 use super::grants::{self, StoredSession};
 use super::rows::{
     self, ClientRow, ConnectionRow, CredentialRow, IDENTITY_SELECT, IDENTITY_SELECT_ALL,
-    IdentityRow, LOG_SELECT, LogRow, SigningKeyRow, UserRow,
+    IdentityRow, LOG_SELECT, LogRow, SharedRow, SigningKeyRow, UserRow,
 };
 use super::search_sql::Dialect;
 use super::{ClientRecord, Login, SigningKey, TenantRows};
@@ -64,119 +62,23 @@ impl Sql {
 /// A connection the shared reads run their statements on.
 pub trait Fetch: Send {
     /// The backend's row.
-    type Row: SharedRow;
+    type Row: SharedRow + Send;
     /// How the backend spells what the user search needs.
     const DIALECT: Dialect;
 
     /// Runs `sql` (its `?` placeholders spelt as the backend wants them); every row.
-    fn fetch(&mut self, sql: Sql) -> impl Future<Output = sqlx::Result<Vec<Self::Row>>> + Send;
+    fn fetch(&mut self, sql: Sql) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
 }
 
 /// One read of a backend: a pooled connection, or a read transaction when the read
 /// needs one snapshot (see [`super::shared::Isolation`]).
 pub trait Read: Fetch {
     /// Ends the read (commits its transaction, if it has one).
-    fn finish(self) -> impl Future<Output = sqlx::Result<()>> + Send;
-}
-
-/// A database row that decodes into the shared row shapes (both backends' rows do:
-/// same column names, types that decode alike).
-pub trait SharedRow: Send {
-    fn user(&self) -> sqlx::Result<UserRow>;
-    fn identity(&self) -> sqlx::Result<IdentityRow>;
-    fn credential(&self) -> sqlx::Result<CredentialRow>;
-    fn client(&self) -> sqlx::Result<ClientRow>;
-    fn connection(&self) -> sqlx::Result<ConnectionRow>;
-    fn signing_key(&self) -> sqlx::Result<SigningKeyRow>;
-    fn log(&self) -> sqlx::Result<LogRow>;
-    fn text(&self, index: usize) -> sqlx::Result<String>;
-    fn opt_text(&self, index: usize) -> sqlx::Result<Option<String>>;
-    fn opt_text_named(&self, column: &str) -> sqlx::Result<Option<String>>;
-    fn int(&self, index: usize) -> sqlx::Result<i64>;
-    fn boolean(&self, index: usize) -> sqlx::Result<bool>;
-}
-
-impl<R> SharedRow for R
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> UserRow: FromRow<'r, R>,
-    for<'r> IdentityRow: FromRow<'r, R>,
-    for<'r> CredentialRow: FromRow<'r, R>,
-    for<'r> ClientRow: FromRow<'r, R>,
-    for<'r> ConnectionRow: FromRow<'r, R>,
-    for<'r> SigningKeyRow: FromRow<'r, R>,
-    for<'r> LogRow: FromRow<'r, R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn user(&self) -> sqlx::Result<UserRow> {
-        UserRow::from_row(self)
-    }
-    fn identity(&self) -> sqlx::Result<IdentityRow> {
-        IdentityRow::from_row(self)
-    }
-    fn credential(&self) -> sqlx::Result<CredentialRow> {
-        CredentialRow::from_row(self)
-    }
-    fn client(&self) -> sqlx::Result<ClientRow> {
-        ClientRow::from_row(self)
-    }
-    fn connection(&self) -> sqlx::Result<ConnectionRow> {
-        ConnectionRow::from_row(self)
-    }
-    fn signing_key(&self) -> sqlx::Result<SigningKeyRow> {
-        SigningKeyRow::from_row(self)
-    }
-    fn log(&self) -> sqlx::Result<LogRow> {
-        LogRow::from_row(self)
-    }
-    fn text(&self, index: usize) -> sqlx::Result<String> {
-        self.try_get(index)
-    }
-    fn opt_text(&self, index: usize) -> sqlx::Result<Option<String>> {
-        self.try_get(index)
-    }
-    fn opt_text_named(&self, column: &str) -> sqlx::Result<Option<String>> {
-        self.try_get(column)
-    }
-    fn int(&self, index: usize) -> sqlx::Result<i64> {
-        self.try_get(index)
-    }
-    fn boolean(&self, index: usize) -> sqlx::Result<bool> {
-        self.try_get(index)
-    }
-}
-
-/// Binds [`Param`]s in order, for a backend's `Fetch::fetch`.
-pub fn bind_params<'q, DB>(
-    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    params: Vec<Param>,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    DB: sqlx::Database,
-    Option<String>: sqlx::Encode<'q, DB> + Type<DB>,
-    i64: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
-    bool: sqlx::Encode<'q, DB> + Type<DB>,
-    Vec<u8>: sqlx::Encode<'q, DB> + Type<DB>,
-{
-    for param in params {
-        query = match param {
-            Param::Text(text) => query.bind(text),
-            Param::Int(n) => query.bind(n),
-            Param::MaybeInt(n) => query.bind(n),
-            Param::Bool(b) => query.bind(b),
-            Param::Bytes(data) => query.bind(data),
-        };
-    }
-    query
+    fn finish(self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The first row, if any.
-async fn fetch_one<C: Fetch>(conn: &mut C, sql: Sql) -> sqlx::Result<Option<C::Row>> {
+async fn fetch_one<C: Fetch>(conn: &mut C, sql: Sql) -> Result<Option<C::Row>> {
     Ok(conn.fetch(sql).await?.into_iter().next())
 }
 
@@ -207,16 +109,16 @@ pub async fn user<C: Fetch>(conn: &mut C, user_id: &str) -> Result<Option<UserRe
 /// nothing, and a user without identities comes back as one row of NULL identity
 /// columns.
 pub fn users_of_joined_rows<R: SharedRow>(rows: &[R]) -> Result<Vec<UserRecord>> {
-    let mut users: Vec<(super::rows::UserRow, Vec<crate::domain::model::Identity>)> = Vec::new();
+    let mut users: Vec<(UserRow, Vec<crate::domain::model::Identity>)> = Vec::new();
     for row in rows {
-        let Some(user_id) = row.opt_text_named("user_id")? else {
+        let Some(user_id) = row.opt_text("user_id")? else {
             continue;
         };
         if users.last().is_none_or(|(user, _)| user.user_id != user_id) {
-            users.push((row.user()?, Vec::new()));
+            users.push((UserRow::read(row)?, Vec::new()));
         }
-        if row.opt_text_named("owner_user_id")?.is_some() {
-            let identity = row.identity()?.into_identity()?;
+        if row.opt_text("owner_user_id")?.is_some() {
+            let identity = IdentityRow::read(row)?.into_identity()?;
             if let Some((_, identities)) = users.last_mut() {
                 identities.push(identity);
             }
@@ -246,8 +148,8 @@ pub async fn list_users<C: Fetch>(
         .fetch(select)
         .await?
         .iter()
-        .map(SharedRow::user)
-        .collect::<sqlx::Result<Vec<_>>>()?;
+        .map(UserRow::read)
+        .collect::<Result<Vec<_>>>()?;
     if users.is_empty() {
         return Ok((Vec::new(), total.unsigned_abs()));
     }
@@ -266,8 +168,8 @@ pub async fn list_users<C: Fetch>(
         .fetch(ids)
         .await?
         .iter()
-        .map(SharedRow::identity)
-        .collect::<sqlx::Result<Vec<_>>>()?;
+        .map(IdentityRow::read)
+        .collect::<Result<Vec<_>>>()?;
     Ok((rows::assemble(users, identities)?, total.unsigned_abs()))
 }
 
@@ -286,7 +188,7 @@ pub async fn list_logs<C: Fetch>(conn: &mut C, query: &LogQuery) -> Result<(Vec<
         .fetch(select)
         .await?
         .iter()
-        .map(|row| row.log()?.into_event())
+        .map(|row| LogRow::read(row)?.into_event())
         .collect::<Result<_>>()?;
     Ok((events, total.unsigned_abs()))
 }
@@ -294,10 +196,10 @@ pub async fn list_logs<C: Fetch>(conn: &mut C, query: &LogQuery) -> Result<(Vec<
 /// A tenant-wide setting.
 pub async fn setting<C: Fetch>(conn: &mut C, key: &str) -> Result<Option<String>> {
     let sql = Sql::with("SELECT value FROM settings WHERE key = ?", [key.into()]);
-    Ok(fetch_one(conn, sql)
+    fetch_one(conn, sql)
         .await?
         .map(|row| row.text(0))
-        .transpose()?)
+        .transpose()
 }
 
 const SIGNING_KEYS: &str = "SELECT * FROM signing_keys ORDER BY created_at DESC, kid";
@@ -305,10 +207,9 @@ const SIGNING_KEYS: &str = "SELECT * FROM signing_keys ORDER BY created_at DESC,
 /// Every signing key, newest first.
 pub async fn signing_keys<C: Fetch>(conn: &mut C) -> Result<Vec<SigningKey>> {
     let rows = conn.fetch(Sql::with(SIGNING_KEYS, [])).await?;
-    Ok(rows
-        .iter()
-        .map(|row| row.signing_key().map(SigningKey::from))
-        .collect::<sqlx::Result<_>>()?)
+    rows.iter()
+        .map(|row| SigningKeyRow::read(row).map(SigningKey::from))
+        .collect::<Result<_>>()
 }
 
 /// Every connection, oldest first.
@@ -318,10 +219,9 @@ pub async fn connections<C: Fetch>(conn: &mut C) -> Result<Vec<Connection>> {
         [],
     );
     let rows = conn.fetch(sql).await?;
-    Ok(rows
-        .iter()
-        .map(|row| row.connection().map(Connection::from))
-        .collect::<sqlx::Result<_>>()?)
+    rows.iter()
+        .map(|row| ConnectionRow::read(row).map(Connection::from))
+        .collect::<Result<_>>()
 }
 
 const CLIENT_SELECT: &str = "SELECT client_id, name, secret_hash, grant_types, scopes FROM clients";
@@ -332,7 +232,7 @@ pub async fn client<C: Fetch>(conn: &mut C, client_id: &str) -> Result<Option<Cl
     sql.push(" WHERE client_id = ").bind(client_id);
     let row = fetch_one(conn, sql).await?;
     Ok(row
-        .map(|row| row.client())
+        .map(|row| ClientRow::read(&row))
         .transpose()?
         .map(ClientRecord::from))
 }
@@ -344,10 +244,7 @@ pub async fn client_ids<C: Fetch>(conn: &mut C) -> Result<Vec<String>> {
         [],
     );
     let rows = conn.fetch(sql).await?;
-    Ok(rows
-        .iter()
-        .map(|row| row.text(0))
-        .collect::<sqlx::Result<_>>()?)
+    rows.iter().map(|row| row.text(0)).collect::<Result<_>>()
 }
 
 /// The database identity signing in as `login` (email or username, any case).
@@ -433,8 +330,8 @@ pub async fn tenant_rows<C: Fetch>(conn: &mut C) -> Result<TenantRows> {
         .fetch(Sql::with("SELECT * FROM users", []))
         .await?
         .iter()
-        .map(SharedRow::user)
-        .collect::<sqlx::Result<Vec<_>>>()?;
+        .map(UserRow::read)
+        .collect::<Result<Vec<_>>>()?;
     let identities = conn
         .fetch(Sql::with(
             &format!(
@@ -444,20 +341,20 @@ pub async fn tenant_rows<C: Fetch>(conn: &mut C) -> Result<TenantRows> {
         ))
         .await?
         .iter()
-        .map(|row| Ok((row.identity()?, row.credential()?)))
-        .collect::<sqlx::Result<Vec<_>>>()?;
+        .map(|row| Ok((IdentityRow::read(row)?, CredentialRow::read(row)?)))
+        .collect::<Result<Vec<_>>>()?;
     let clients = conn
         .fetch(Sql::with(CLIENT_SELECT, []))
         .await?
         .iter()
-        .map(|row| row.client().map(ClientRecord::from))
-        .collect::<sqlx::Result<_>>()?;
+        .map(|row| ClientRow::read(row).map(ClientRecord::from))
+        .collect::<Result<_>>()?;
     let connections = conn
         .fetch(Sql::with("SELECT id, name, strategy FROM connections", []))
         .await?
         .iter()
-        .map(|row| row.connection().map(Connection::from))
-        .collect::<sqlx::Result<_>>()?;
+        .map(|row| ConnectionRow::read(row).map(Connection::from))
+        .collect::<Result<_>>()?;
     Ok(TenantRows {
         users: rows::assemble_stored(users, identities)?,
         clients,

@@ -1,6 +1,10 @@
 //! Row shapes shared by the backends and their conversion to the domain model. Both
 //! schemas use the same column names and types that decode alike (TEXT, BIGINT/INTEGER,
 //! BOOLEAN/INTEGER), so one mapping serves both.
+//!
+//! A backend's row reaches the shapes through [`SharedRow`]: a cell by index or column
+//! name as text, integer or boolean. Each shape is declared once with [`row_shape!`],
+//! which also writes how it reads itself from any backend's row.
 
 use idlink_types::UserId;
 use serde_json::{Map, Value};
@@ -11,7 +15,142 @@ use crate::error::{Error, Result};
 
 use super::{ClientRecord, SigningKey};
 
-#[derive(Debug, sqlx::FromRow)]
+/// Where a cell is in a row: its index, or its column's name.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    Index(usize),
+    Name(&'a str),
+}
+
+impl From<usize> for At<'_> {
+    fn from(index: usize) -> Self {
+        Self::Index(index)
+    }
+}
+
+impl<'a> From<&'a str> for At<'a> {
+    fn from(name: &'a str) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Index(index) => write!(f, "column {index}"),
+            Self::Name(name) => write!(f, "column {name:?}"),
+        }
+    }
+}
+
+/// A database row as the shared reads see it: the three kinds of cell the schemas hold,
+/// each possibly NULL. The row shapes and [`Column`] build on these.
+pub trait SharedRow {
+    fn text_cell(&self, at: At<'_>) -> Result<Option<String>>;
+    fn int_cell(&self, at: At<'_>) -> Result<Option<i64>>;
+    fn bool_cell(&self, at: At<'_>) -> Result<Option<bool>>;
+
+    /// The cell at `at`, as `T`.
+    fn get<'a, T: Column>(&self, at: impl Into<At<'a>>) -> Result<T>
+    where
+        Self: Sized,
+    {
+        T::read(self, at.into())
+    }
+    fn text<'a>(&self, at: impl Into<At<'a>>) -> Result<String>
+    where
+        Self: Sized,
+    {
+        self.get(at)
+    }
+    fn opt_text<'a>(&self, at: impl Into<At<'a>>) -> Result<Option<String>>
+    where
+        Self: Sized,
+    {
+        self.get(at)
+    }
+    fn int<'a>(&self, at: impl Into<At<'a>>) -> Result<i64>
+    where
+        Self: Sized,
+    {
+        self.get(at)
+    }
+    fn boolean<'a>(&self, at: impl Into<At<'a>>) -> Result<bool>
+    where
+        Self: Sized,
+    {
+        self.get(at)
+    }
+}
+
+/// A type a cell reads as.
+pub trait Column: Sized {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self>;
+}
+
+fn not_null<T>(cell: Option<T>, at: At<'_>) -> Result<T> {
+    cell.ok_or_else(|| Error::internal(format!("{at} is NULL")))
+}
+
+impl Column for Option<String> {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+        row.text_cell(at)
+    }
+}
+
+impl Column for String {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+        not_null(row.text_cell(at)?, at)
+    }
+}
+
+impl Column for Option<i64> {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+        row.int_cell(at)
+    }
+}
+
+impl Column for i64 {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+        not_null(row.int_cell(at)?, at)
+    }
+}
+
+impl Column for bool {
+    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+        not_null(row.bool_cell(at)?, at)
+    }
+}
+
+/// Declares a row shape: the struct, and `read`, which takes each field from the column
+/// of its name (or of the name after `=`) of any backend's [`SharedRow`].
+macro_rules! row_shape {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty $(= $column:literal)? ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            /// The shape from `row`'s columns.
+            pub fn read<R: SharedRow + ?Sized>(row: &R) -> Result<Self> {
+                Ok(Self {
+                    $( $field: Column::read(row, At::Name(row_shape!(@column $field $($column)?)))?, )*
+                })
+            }
+        }
+    };
+    (@column $field:ident $column:literal) => { $column };
+    (@column $field:ident) => { stringify!($field) };
+}
+
+row_shape! {
 pub struct UserRow {
     pub user_id: String,
     pub email: Option<String>,
@@ -37,6 +176,7 @@ pub struct UserRow {
     pub blocked_ever_set: bool,
     pub last_password_reset: Option<String>,
 }
+}
 
 /// The columns of `users`, in the order [`UserColumns`] binds them.
 pub const USER_COLUMNS: &str = "user_id, email, email_lower, email_verified, username, phone_number, \
@@ -44,7 +184,7 @@ pub const USER_COLUMNS: &str = "user_id, email, email_lower, email_verified, use
      app_metadata, blocked, last_login, logins_count, created_at, updated_at, invented_attributes, \
      blocked_ever_set, last_password_reset";
 
-#[derive(Debug, sqlx::FromRow)]
+row_shape! {
 pub struct IdentityRow {
     pub owner_user_id: String,
     pub provider: String,
@@ -55,6 +195,7 @@ pub struct IdentityRow {
     pub is_social: bool,
     pub profile_data: Option<String>,
     pub link_state: Option<String>,
+}
 }
 
 pub const IDENTITY_SELECT: &str = "owner_user_id, provider, identity_user_id, user_id_is_int, \
@@ -73,14 +214,15 @@ pub fn link_state_of(column: Option<&str>) -> Result<LinkState> {
     )
 }
 
-#[derive(Debug, sqlx::FromRow)]
+row_shape! {
 pub struct ConnectionRow {
     pub id: String,
     pub name: String,
     pub strategy: String,
 }
+}
 
-#[derive(Debug, sqlx::FromRow)]
+row_shape! {
 pub struct ClientRow {
     pub client_id: String,
     pub name: String,
@@ -88,8 +230,9 @@ pub struct ClientRow {
     pub grant_types: String,
     pub scopes: String,
 }
+}
 
-#[derive(Debug, sqlx::FromRow)]
+row_shape! {
 pub struct SigningKeyRow {
     pub kid: String,
     pub private_key_pem: String,
@@ -97,6 +240,7 @@ pub struct SigningKeyRow {
     pub public_e: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+}
 }
 
 fn json_object(text: &str) -> Result<Map<String, Value>> {
@@ -190,12 +334,13 @@ pub fn assemble(users: Vec<UserRow>, identities: Vec<IdentityRow>) -> Result<Vec
         .collect()
 }
 
+row_shape! {
 /// The credential columns of an identity row (read beside [`IdentityRow`]).
-#[derive(Debug, sqlx::FromRow)]
 pub struct CredentialRow {
     pub password_hash: Option<String>,
     pub login_email: Option<String>,
     pub login_username: Option<String>,
+}
 }
 
 /// Every identity column, credentials included, for [`assemble_stored`].
@@ -302,17 +447,17 @@ impl UserColumns {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+row_shape! {
 pub struct LogRow {
     pub log_id: String,
     pub date: String,
-    #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: String = "type",
     pub description: String,
     pub client_id: Option<String>,
     pub user_id: Option<String>,
     pub secondary_user_id: Option<String>,
     pub details: String,
+}
 }
 
 pub const LOG_SELECT: &str =

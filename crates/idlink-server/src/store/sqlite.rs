@@ -6,28 +6,23 @@
 //! costs one thread hand-off however many statements it runs. The write flows are the
 //! shared ones of [`super::core`], driven on that thread by a trivial executor: the
 //! [`RusqliteTx`] futures complete at once, since every statement is a plain blocking
-//! call. Readers have a pool of read-only connections (sqlx) and, thanks to WAL, never
-//! wait for the writer.
+//! call. Readers have a pool of read-only connections ([`super::sqlite_readers`]) and,
+//! thanks to WAL, never wait for the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::startup::{StartError, StartKind};
 use rusqlite::{OptionalExtension as _, params};
-use sqlx::Sqlite;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::StoreOptions;
 use super::core::write::{OnUnique, Reply, Write};
 use super::core::{self, Failure, Param};
 use super::reads::{self, Fetch, Read, Sql};
-use super::rows::{IdentityRow, UserRow};
 use super::search_sql::Dialect;
 use super::shared::{Backend, Isolation};
+use super::sqlite_readers::{Reader, Readers, SqliteRow, rows_of};
 use super::sqlite_writer::Writer;
 use crate::domain::model::{IdentityKey, UserRecord};
 use crate::error::{Error, Result};
@@ -35,7 +30,7 @@ use crate::error::{Error, Result};
 /// The SQLite [`Backend`] (a [`super::Store`] through [`super::shared::Shared`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    reader: SqlitePool,
+    readers: Readers,
     writer: Writer,
 }
 
@@ -128,11 +123,8 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         let writer = Writer::start(conn, options.metrics.clone())?;
 
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .connect_with(connect.read_only(true))
-            .await?;
-        Ok(Self { reader, writer })
+        let readers = Readers::open(connect.get_filename(), options.max_connections)?;
+        Ok(Self { readers, writer })
     }
 }
 
@@ -244,53 +236,6 @@ fn check_database_path(path: &std::path::Path) -> std::result::Result<(), StartE
     Ok(())
 }
 
-/// [`UserRow`] from a `rusqlite` row of [`reads::load_user_sql`].
-fn rusqlite_user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(UserRow {
-        user_id: row.get("user_id")?,
-        email: row.get("email")?,
-        email_verified: row.get("email_verified")?,
-        username: row.get("username")?,
-        phone_number: row.get("phone_number")?,
-        phone_verified: row.get("phone_verified")?,
-        name: row.get("name")?,
-        given_name: row.get("given_name")?,
-        family_name: row.get("family_name")?,
-        nickname: row.get("nickname")?,
-        picture: row.get("picture")?,
-        profile_extra: row.get("profile_extra")?,
-        user_metadata: row.get("user_metadata")?,
-        app_metadata: row.get("app_metadata")?,
-        blocked: row.get("blocked")?,
-        last_login: row.get("last_login")?,
-        logins_count: row.get("logins_count")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        invented_attributes: row.get("invented_attributes")?,
-        blocked_ever_set: row.get("blocked_ever_set")?,
-        last_password_reset: row.get("last_password_reset")?,
-    })
-}
-
-/// [`IdentityRow`] from a `rusqlite` row of [`reads::load_user_sql`]; `None` for the NULL
-/// identity columns of a user without identities.
-fn rusqlite_identity_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<IdentityRow>> {
-    let Some(owner_user_id) = row.get::<_, Option<String>>("owner_user_id")? else {
-        return Ok(None);
-    };
-    Ok(Some(IdentityRow {
-        owner_user_id,
-        provider: row.get("provider")?,
-        identity_user_id: row.get("identity_user_id")?,
-        user_id_is_int: row.get("user_id_is_int")?,
-        connection_id: row.get("connection_id")?,
-        connection_name: row.get("connection_name")?,
-        is_social: row.get("is_social")?,
-        profile_data: row.get("profile_data")?,
-        link_state: row.get("link_state")?,
-    }))
-}
-
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, Value};
@@ -376,22 +321,8 @@ impl core::Tx for RusqliteTx<'_> {
         &mut self,
         user_id: &str,
     ) -> Result<Option<UserRecord>, Failure<rusqlite::Error>> {
-        let mut statement = self
-            .0
-            .prepare_cached(reads::load_user_sql())
-            .map_err(Failure::Db)?;
-        let mut rows = statement.query([user_id]).map_err(Failure::Db)?;
-        let mut user = None;
-        let mut identities = Vec::new();
-        while let Some(row) = rows.next().map_err(Failure::Db)? {
-            if user.is_none() {
-                user = Some(rusqlite_user_row(row).map_err(Failure::Db)?);
-            }
-            if let Some(identity) = rusqlite_identity_row(row).map_err(Failure::Db)? {
-                identities.push(identity.into_identity()?);
-            }
-        }
-        Ok(user.map(|u| u.into_user(identities)).transpose()?)
+        let rows = rows_of(self.0, reads::load_user_sql(), [user_id]).map_err(Failure::Db)?;
+        Ok(reads::users_of_joined_rows(&rows)?.pop())
     }
 
     async fn lock_user(&mut self, _user_id: &str) -> rusqlite::Result<bool> {
@@ -426,38 +357,66 @@ fn drive<T>(
     futures_executor::block_on(flow(&mut RusqliteTx(conn)))
 }
 
-/// One read on the read-only pool: a pooled connection, or a read transaction for a
-/// snapshot (WAL: readers never wait for the writer).
+/// One read on the read-only pool. A read of one statement runs it on the caller's
+/// thread; a snapshot (several statements in one read transaction: a page of users, the
+/// whole tenant) may read many rows, so each of its statements runs on the blocking
+/// pool instead of holding up the requests that share the caller's thread.
 #[derive(Debug)]
-pub struct SqliteRead(Held);
+pub struct SqliteRead {
+    // `None` only while a snapshot's statement has it on the blocking pool.
+    reader: Option<Reader>,
+    snapshot: bool,
+}
 
-#[derive(Debug)]
-enum Held {
-    Conn(PoolConnection<Sqlite>),
-    Tx(sqlx::Transaction<'static, Sqlite>),
+impl SqliteRead {
+    fn reader(&self) -> Result<&Reader> {
+        self.reader
+            .as_ref()
+            .ok_or_else(|| Error::internal("a cancelled SQLite read was used again"))
+    }
+}
+
+fn run_read(reader: &Reader, sql: &Sql) -> Result<Vec<SqliteRow>> {
+    rows_of(
+        reader.conn(),
+        &sql.text,
+        rusqlite::params_from_iter(&sql.params),
+    )
+    .map_err(Error::internal)
 }
 
 impl Fetch for SqliteRead {
     type Row = SqliteRow;
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    async fn fetch(&mut self, sql: Sql) -> sqlx::Result<Vec<SqliteRow>> {
-        let conn: &mut SqliteConnection = match &mut self.0 {
-            Held::Conn(conn) => conn,
-            Held::Tx(tx) => tx,
-        };
-        reads::bind_params(sqlx::query(&sql.text), sql.params)
-            .fetch_all(conn)
-            .await
+    async fn fetch(&mut self, sql: Sql) -> Result<Vec<SqliteRow>> {
+        if !self.snapshot {
+            return run_read(self.reader()?, &sql);
+        }
+        let reader = self.reader.take();
+        let (reader, rows) = tokio::task::spawn_blocking(move || {
+            let rows = match &reader {
+                Some(reader) => run_read(reader, &sql),
+                None => Err(Error::internal("a cancelled SQLite read was used again")),
+            };
+            (reader, rows)
+        })
+        .await
+        .map_err(Error::internal)?;
+        self.reader = reader;
+        rows
     }
 }
 
 impl Read for SqliteRead {
-    async fn finish(self) -> sqlx::Result<()> {
-        match self.0 {
-            Held::Tx(tx) => tx.commit().await,
-            Held::Conn(_) => Ok(()),
+    async fn finish(self) -> Result<()> {
+        if self.snapshot {
+            self.reader()?
+                .conn()
+                .execute_batch("COMMIT")
+                .map_err(Error::internal)?;
         }
+        Ok(())
     }
 }
 
@@ -465,10 +424,19 @@ impl Backend for SqliteStore {
     type Read = SqliteRead;
 
     async fn read(&self, isolation: Isolation) -> Result<SqliteRead> {
-        Ok(SqliteRead(match isolation {
-            Isolation::Default => Held::Conn(self.reader.acquire().await?),
-            Isolation::Snapshot => Held::Tx(self.reader.begin().await?),
-        }))
+        let reader = self.readers.acquire().await?;
+        let snapshot = isolation == Isolation::Snapshot;
+        if snapshot {
+            // Deferred: the snapshot is taken by the first statement.
+            reader
+                .conn()
+                .execute_batch("BEGIN")
+                .map_err(Error::internal)?;
+        }
+        Ok(SqliteRead {
+            reader: Some(reader),
+            snapshot,
+        })
     }
 
     async fn write(&self, write: Write) -> Result<Reply> {
@@ -481,12 +449,15 @@ impl Backend for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        let reader = self.readers.acquire().await?;
+        reader
+            .conn()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(Error::internal)
     }
 
     fn pool_usage(&self) -> crate::metrics::PoolUsage {
-        crate::metrics::PoolUsage::of(&self.reader)
+        self.readers.usage()
     }
 }
 
