@@ -92,35 +92,24 @@ fn not_null<T>(cell: Option<T>, at: At<'_>) -> Result<T> {
     cell.ok_or_else(|| Error::internal(format!("{at} is NULL")))
 }
 
-impl Column for Option<String> {
-    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
-        row.text_cell(at)
-    }
+/// `Option<$ty>` reads the cell as it is, `$ty` refuses NULL.
+macro_rules! column {
+    ($($ty:ty => $cell:ident),* $(,)?) => {$(
+        impl Column for Option<$ty> {
+            fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+                row.$cell(at)
+            }
+        }
+
+        impl Column for $ty {
+            fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
+                not_null(row.$cell(at)?, at)
+            }
+        }
+    )*};
 }
 
-impl Column for String {
-    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
-        not_null(row.text_cell(at)?, at)
-    }
-}
-
-impl Column for Option<i64> {
-    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
-        row.int_cell(at)
-    }
-}
-
-impl Column for i64 {
-    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
-        not_null(row.int_cell(at)?, at)
-    }
-}
-
-impl Column for bool {
-    fn read<R: SharedRow + ?Sized>(row: &R, at: At<'_>) -> Result<Self> {
-        not_null(row.bool_cell(at)?, at)
-    }
-}
+column!(String => text_cell, i64 => int_cell, bool => bool_cell);
 
 /// Declares a row shape: the struct, and `read`, which takes each field from the column
 /// of its name (or of the name after `=`) of any backend's [`SharedRow`].

@@ -363,17 +363,20 @@ fn drive<T>(
 /// pool instead of holding up the requests that share the caller's thread.
 #[derive(Debug)]
 pub struct SqliteRead {
-    // `None` only while a snapshot's statement has it on the blocking pool.
+    // `None` while a snapshot's statement has it on the blocking pool, and for good if
+    // that statement panicked.
     reader: Option<Reader>,
     snapshot: bool,
 }
 
 impl SqliteRead {
     fn reader(&self) -> Result<&Reader> {
-        self.reader
-            .as_ref()
-            .ok_or_else(|| Error::internal("a cancelled SQLite read was used again"))
+        self.reader.as_ref().ok_or_else(lost_reader)
     }
+}
+
+fn lost_reader() -> Error {
+    Error::internal("a SQLite read was used after its statement failed on the blocking pool")
 }
 
 fn run_read(reader: &Reader, sql: &Sql) -> Result<Vec<SqliteRow>> {
@@ -393,17 +396,16 @@ impl Fetch for SqliteRead {
         if !self.snapshot {
             return run_read(self.reader()?, &sql);
         }
-        let reader = self.reader.take();
+        // Lost only if a statement panicked on the blocking pool (the reader is then
+        // dropped there, back to its pool); this read is over.
+        let reader = self.reader.take().ok_or_else(lost_reader)?;
         let (reader, rows) = tokio::task::spawn_blocking(move || {
-            let rows = match &reader {
-                Some(reader) => run_read(reader, &sql),
-                None => Err(Error::internal("a cancelled SQLite read was used again")),
-            };
+            let rows = run_read(&reader, &sql);
             (reader, rows)
         })
         .await
         .map_err(Error::internal)?;
-        self.reader = reader;
+        self.reader = Some(reader);
         rows
     }
 }
